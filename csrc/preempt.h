@@ -1,0 +1,112 @@
+/*
+ * preempt.h — the only C API the Python layer sees.
+ *
+ * The block between the CDEF markers is read verbatim by csrc/build_ffi.py as the cffi cdef, so it
+ * must stay in the subset of C that pycparser accepts: no #if, no attributes, no includes, and
+ * #define only for integer constants. Everything else (layout of the thread registry, the
+ * trampoline's private symbols) lives in pe_internal.h.
+ *
+ * Where each function may run is said beside it. "any thread" means any thread, GIL held or not:
+ * cffi releases the GIL around every call into this API.
+ */
+#ifndef PREEMPT_H
+#define PREEMPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* CDEF BEGIN */
+
+/* Result codes shared by the functions below. */
+#define PE_OK            0
+#define PE_TIMEOUT       1    /* the thread did not reach an async safe-point in time */
+#define PE_EXITED       -1    /* the handle names a thread that has exited or unregistered */
+#define PE_SELF         -2    /* the caller tried to suspend itself */
+#define PE_BUSY         -3    /* another caller is suspending or has suspended that thread */
+#define PE_NOT_SUSPENDED -4   /* resume()/registers() on a thread that is not parked */
+#define PE_FULL         -5    /* the registry (PE_MAX_THREADS) or region table is full */
+#define PE_INVALID      -6    /* bad argument; the error buffer says which */
+#define PE_UNAVAILABLE  -7    /* the core could not start; pe_unavailable_reason() says why */
+
+#define PE_MAX_THREADS   256
+#define PE_MAX_REGIONS   256
+
+/* The trampoline's spill frame, lowest address first. Field order is ABI with
+ * pe_trampoline_amd64.c: change both or neither. */
+typedef struct {
+    uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
+    uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
+    uint64_t rflags;
+    uint64_t rip;
+} pe_gregs_t;
+
+/* A snapshot of one registered thread, for Python's ThreadHandle. */
+typedef struct {
+    int32_t  tid;             /* kernel thread id */
+    int32_t  suspended;       /* 1 while parked in the trampoline */
+    uint64_t signals_sent;    /* SIGURG sent to it by requesters */
+    uint64_t declined;        /* handler ran but the PC was not an async safe-point */
+    uint64_t accepted;        /* handler rewrote the context to the trampoline */
+    int64_t  last_latency_ns; /* request -> parked, of the last suspension */
+} pe_thread_info_t;
+
+/* Start the core once per process: CPU feature probe, SIGURG handler, fork hooks.
+ * Any thread; idempotent; returns PE_OK or PE_UNAVAILABLE. */
+int pe_init(void);
+/* Why async preemption is unavailable, or NULL when it is available. Any thread. */
+const char *pe_unavailable_reason(void);
+/* Bytes of the XSAVE area (0: FXSAVE fallback) and the XCR0 mask in use. Any thread. */
+uint32_t pe_xsave_size(void);
+uint64_t pe_xsave_mask(void);
+
+/* Register the calling thread (idempotent). Fills its slot and generation: together they are
+ * the handle. Calling thread only (any GIL state; it must be a Python thread). */
+int pe_thread_register(int32_t *slot, uint32_t *gen);
+/* Unregister the calling thread (also done automatically at thread exit). Calling thread. */
+int pe_thread_unregister(void);
+/* Slots and generations of every registered thread; returns how many were written. Any thread. */
+int pe_thread_list(int32_t *slots, uint32_t *gens, int max);
+/* Ask the thread to park at its next async safe-point and wait up to timeout_ns (<0: forever).
+ * Returns PE_OK once it is parked, PE_TIMEOUT (request withdrawn, thread untouched), PE_EXITED,
+ * PE_SELF or PE_BUSY. *backoff_ns is the signal retry interval, carried across calls by a caller
+ * that waits in slices (start with 0). Any thread other than the target. */
+int pe_thread_suspend(int32_t slot, uint32_t gen, int64_t timeout_ns, int64_t *backoff_ns);
+/* Let a parked thread go. PE_OK, PE_NOT_SUSPENDED or PE_EXITED. Any thread. */
+int pe_thread_resume(int32_t slot, uint32_t gen);
+/* Copy the saved register file (and MXCSR from the XSAVE area) of a parked thread. Any thread. */
+int pe_thread_registers(int32_t slot, uint32_t gen, pe_gregs_t *out, uint32_t *mxcsr);
+/* Counters and state of a thread. PE_OK or PE_EXITED. Any thread. */
+int pe_thread_info(int32_t slot, uint32_t gen, pe_thread_info_t *out);
+
+/* Register the executable PT_LOAD segments of a loaded shared object as preemptible. The object
+ * is named by one of: a dlopen handle, an address inside it, or a path (realpath-compared).
+ * Writes the region ids (up to max) and returns how many, or a negative PE_ code with a reason
+ * in err. Any thread; serialised by a mutex; readers (the signal handler) never block. */
+int pe_regions_add_handle(void *dl_handle, int32_t *ids, int max, char *err, size_t errlen);
+int pe_regions_add_address(uintptr_t addr, int32_t *ids, int max, char *err, size_t errlen);
+int pe_regions_add_path(const char *path, int32_t *ids, int max, char *err, size_t errlen);
+/* Remove one region id returned above. PE_OK or PE_INVALID. Any thread. */
+int pe_regions_remove(int32_t id);
+/* 1 when pc lies in a registered region. Any context, including signal handlers. */
+int pe_regions_contains(uintptr_t pc);
+/* Number of live regions. Any thread. */
+int pe_regions_count(void);
+
+/* 1 while our SIGURG handler is the installed one (user code may have replaced it). Any thread. */
+int pe_signal_handler_installed(void);
+
+/* Benchmark helper: n round trips of a bare signal (SIGURG with no request pending is chained
+ * and otherwise ignored, so this uses SIGUSR2 with a trivial handler) to the registered thread,
+ * each waiting for the handler to acknowledge; writes each round trip's ns to out. Any thread
+ * but the target. Returns PE_OK, PE_EXITED or PE_TIMEOUT. */
+int pe_bench_signal_rtt(int32_t slot, uint32_t gen, int n, int64_t *out);
+/* Testing aid: while on, a parked thread overwrites its whole extended register state (XMM/YMM/
+ * ZMM, opmask, MXCSR, x87 control) with garbage before it resumes, so that only what the
+ * trampoline saved can come back. Any thread. */
+void pe_debug_scramble_on_park(int on);
+/* The last suspension's request -> parked latency, or -1. Any thread. */
+int64_t pe_thread_last_latency_ns(int32_t slot, uint32_t gen);
+
+/* CDEF END */
+
+#endif /* PREEMPT_H */

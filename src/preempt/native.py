@@ -1,0 +1,160 @@
+"""Registering native code as preemptible: ``preempt.preemptible(lib)``.
+
+Go can stop Go code at almost any instruction because its compiler vouches, per PC, that doing so
+is safe. For native code nobody vouches — except you. Registering a shared object tells preempt
+that any instruction in its executable segments is an asynchronous safe-point.
+
+.. warning::
+   Register only code that is **reentrant and holds no lock across its hot loop**: a thread or
+   goroutine stopped in the middle of it must not keep another from calling it. Pure compute
+   kernels (numeric loops, hashing, compression of caller-owned buffers) qualify; code that
+   calls malloc, stdio, locks, or keeps global state does not. Never register the C library,
+   the loader, the interpreter or libraries you do not control — preempt refuses the first
+   three outright. Code outside registered regions (including libc functions a registered
+   library calls) is never interrupted; the request simply waits until control is back inside.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from typing import Any, List
+
+from . import _corelib
+from ._errors import PreemptError
+
+__all__ = ["preemptible", "PreemptibleRegion"]
+
+_ERRLEN = 512
+
+
+class PreemptibleRegion:
+    """The registration of one shared object's executable segments. Close it to unregister.
+
+    Usable as a context manager. Keeps the library object alive while open, so the code cannot
+    be unloaded under a registration.
+    """
+
+    def __init__(self, lib: Any, name: str, ids: List[int]) -> None:
+        self._lib = lib
+        self.name = name
+        self._ids = ids
+
+    @property
+    def closed(self) -> bool:
+        return not self._ids
+
+    @property
+    def segments(self) -> int:
+        """Number of executable segments registered."""
+        return len(self._ids)
+
+    def close(self) -> None:
+        """Unregisters the segments (idempotent)."""
+        if not self._ids:
+            return
+        _, lib = _corelib.core()
+        for i in self._ids:
+            lib.pe_regions_remove(i)
+        self._ids = []
+        self._lib = None
+
+    def __enter__(self) -> "PreemptibleRegion":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PreemptibleRegion {self.name!r} segments={len(self._ids)}{' closed' if self.closed else ''}>"
+
+
+def preemptible(lib: Any) -> PreemptibleRegion:
+    """Registers the executable segments of a loaded shared object as preemptible.
+
+    Args:
+        lib: the library, as a path (str or os.PathLike) of an already loaded object, a
+            ``ctypes.CDLL``, a cffi compiled module or its ``lib``, or a library returned by
+            cffi's ``ffi.dlopen``.
+
+    Returns:
+        A :class:`PreemptibleRegion`; ``close()`` it (or use ``with``) to unregister.
+
+    Raises:
+        ValueError: ``lib`` is not a loaded library, has no executable segment, or is one that
+            may never be preempted (the C library, the loader, the interpreter, preempt itself).
+        Unavailable: the C core is not available on this platform.
+    """
+    ffi, clib = _corelib.core()
+    ids = ffi.new("int32_t[]", 64)
+    err = ffi.new("char[]", _ERRLEN)
+    if isinstance(lib, (str, bytes, os.PathLike)):
+        path = os.fsdecode(lib)
+        name = path
+        if "/" not in path and not os.path.exists(path):
+            # A soname such as "libm.so.6": find it among the loaded objects, never load it.
+            try:
+                loaded = ctypes.CDLL(path, mode=os.RTLD_NOLOAD)
+            except OSError:
+                raise ValueError(f"'{path}' is not loaded in this process (load it first, e.g. "
+                                 "with ctypes.CDLL)") from None
+            n = clib.pe_regions_add_handle(ffi.cast("void *", loaded._handle), ids, 64, err, _ERRLEN)
+        else:
+            n = clib.pe_regions_add_path(os.fsencode(path), ids, 64, err, _ERRLEN)
+    elif isinstance(lib, ctypes.CDLL):
+        n = clib.pe_regions_add_handle(ffi.cast("void *", lib._handle or 0), ids, 64, err, _ERRLEN)
+        name = lib._name
+    else:
+        addr, name = _cffi_address(lib)
+        if addr is None:
+            raise ValueError(f"preemptible() takes a path, a ctypes.CDLL or a cffi library; got {type(lib).__name__}")
+        n = clib.pe_regions_add_address(addr, ids, 64, err, _ERRLEN)
+    if n < 0:
+        msg = ffi.string(err).decode(errors="replace")
+        if n == clib.PE_FULL:
+            raise PreemptError(msg)
+        raise ValueError(msg)
+    return PreemptibleRegion(lib, str(name), [int(ids[i]) for i in range(n)])
+
+
+def _cffi_address(lib: Any):
+    """An address inside the object behind a cffi module, API-mode lib or ABI-mode lib."""
+    mod_file = getattr(lib, "__file__", None)
+    if isinstance(mod_file, str) and mod_file.endswith(".so"):
+        return _cffi_address_from_module(lib)
+    if type(lib).__name__ == "Lib" and type(lib).__module__ == "_cffi_backend":
+        modname = getattr(lib, "__name__", "").rsplit(".", 1)[0]
+        mod = sys.modules.get(modname)
+        if mod is not None:
+            return _cffi_address_from_module(mod)
+    # ABI mode (ffi.dlopen): attributes are cdata function pointers.
+    ffi, _ = _corelib.core()
+    for attr in dir(lib):
+        try:
+            value = getattr(lib, attr)
+        except Exception:
+            continue
+        if type(value).__name__ == "_CDataBase" or type(value).__module__ == "_cffi_backend":
+            try:
+                if ffi.typeof(value).kind == "function" or "(*)" in ffi.typeof(value).cname:
+                    return int(ffi.cast("uintptr_t", value)), f"cffi library ({attr})"
+            except Exception:
+                continue
+    return None, None
+
+
+def _cffi_address_from_module(mod: Any):
+    ffi, _ = _corelib.core()
+    lib = getattr(mod, "lib", None)
+    mffi = getattr(mod, "ffi", None)
+    if lib is None or mffi is None:
+        return None, None
+    for attr in dir(lib):
+        try:
+            p = mffi.addressof(lib, attr)
+        except Exception:
+            continue
+        if "(*)" in mffi.typeof(p).cname:
+            return int(mffi.cast("uintptr_t", p)), mod.__file__
+    return None, None
