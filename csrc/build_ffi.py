@@ -19,6 +19,8 @@ SOURCES = [
     "pe_signal.c",
     "pe_regions.c",
     "pe_python.c",
+    "pe_pyoffsets.c",
+    "pe_sysmon.c",
     "pe_trampoline_amd64.c",
     "pe_bench.c",
 ]

@@ -113,11 +113,19 @@ PE_HIDDEN void *pe_py_this_tstate(void);
 PE_HIDDEN int pe_py_holds_gil(void *tstate);     /* signal-safe */
 struct dl_phdr_info;
 PE_HIDDEN int pe_python_object_refused(const struct dl_phdr_info *info);
+PE_HIDDEN void pe_py_trip_signal(int signum);    /* signal-safe */
+
+/* pe_pyoffsets.c */
+PE_HIDDEN void *pe_py_eval_breaker_addr(void);
 
 /* pe_signal.c */
 PE_HIDDEN int pe_signal_install(void);
 PE_HIDDEN extern const int pe_signal_magic;  /* si_value of our signals points here */
 #define PE_SIG SIGURG
+
+/* pe_sysmon.c */
+PE_HIDDEN int pe_sysmon_on_signal(int32_t tid);   /* signal-safe */
+PE_HIDDEN void pe_sysmon_atfork_child(void);
 
 /* pe_suspend.c */
 typedef void (*pe_preempt_hook_t)(int32_t slot);

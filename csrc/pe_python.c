@@ -52,3 +52,10 @@ PE_HIDDEN int pe_python_object_refused(const struct dl_phdr_info *info)
     }
     return 0;
 }
+
+/* Trip CPython's handler for signum as if the signal had arrived. Async-signal-safe, any thread,
+ * no GIL needed (PyErr_SetInterruptEx is documented so). */
+PE_HIDDEN void pe_py_trip_signal(int signum)
+{
+    PyErr_SetInterruptEx(signum);
+}

@@ -39,6 +39,20 @@
 #include <string.h>
 #include <ucontext.h>
 
+/* Under valgrind, memory below the interrupted RSP is "unaddressable" and stays so when the
+ * handler moves RSP down through the ucontext: tell memcheck the trampoline's frame is stack.
+ * The client request is a no-op sequence of a few instructions when not under valgrind, and
+ * async-signal-safe. Optional: without the header nothing changes. */
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define PE_VALGRIND_MAKE_STACK(lo, len) VALGRIND_MAKE_MEM_UNDEFINED((void *)(lo), (len))
+#endif
+#endif
+#ifndef PE_VALGRIND_MAKE_STACK
+#define PE_VALGRIND_MAKE_STACK(lo, len) ((void)0)
+#endif
+
 static struct sigaction pe_prev_action; /* what was installed before us: chained to */
 
 /* Run the handler that was installed before ours. Signal handler only. */
@@ -93,6 +107,7 @@ static void pe_push_call(ucontext_t *uc)
 {
     greg_t *g = uc->uc_mcontext.gregs;
     uintptr_t sp = (uintptr_t)g[REG_RSP] - 128 - 8;
+    PE_VALGRIND_MAKE_STACK(sp, 8);
     *(uint64_t *)sp = (uint64_t)g[REG_RIP];
     g[REG_RSP] = (greg_t)sp;
     g[REG_RIP] = (greg_t)(uintptr_t)pe_trampoline;
@@ -107,7 +122,9 @@ static void pe_sig_handler(int sig, siginfo_t *si, void *ucv)
     if (!pe_is_our_signal(si)) {
         pe_chain(sig, si, ucv);
     } else if (!(t = pe_want_async_preempt(&w))) {
-        /* a retry overtaken by the request it repeats: nothing to do */
+        /* Not an async request: a synchronous one from sysmon for the M (trip SLOT from the M
+         * itself), or a retry overtaken by the request it repeats (nothing to do). */
+        pe_sysmon_on_signal(pe_gettid());
     } else if (pe_is_async_safe_point(t, (ucontext_t *)ucv) &&
                atomic_compare_exchange_strong(&t->susp, &w,
                                               PE_SUSP(PE_SUSP_GEN(w), PE_SUSP_KIND(w), PE_SUSP_ACCEPTED))) {

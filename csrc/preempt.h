@@ -107,6 +107,42 @@ void pe_debug_scramble_on_park(int on);
 /* The last suspension's request -> parked latency, or -1. Any thread. */
 int64_t pe_thread_last_latency_ns(int32_t slot, uint32_t gen);
 
+/* Why sysmon made a request (pe_sysmon_shared_t.req_reason). */
+#define PE_REASON_SLICE  1
+#define PE_REASON_TIMER  2
+
+/* The words the M and sysmon share (pe_sysmon.c). Written with plain aligned stores by the side
+ * named on each field and read by the other; no locks. */
+typedef struct {
+    uint64_t schedtick;        /* M: bumped at every switch to a goroutine */
+    int32_t  running;          /* M: 1 while a goroutine runs, 0 while the hub waits */
+    uint32_t kick;             /* futex word: bumped to wake sysmon early */
+    int64_t  next_deadline_ns; /* M: earliest timer, CLOCK_MONOTONIC ns (INT64_MAX: none) */
+    uint64_t req_seq;          /* sysmon: number of the latest request */
+    uint64_t ack_seq;          /* M: the latest request the hook took */
+    int64_t  req_ns;           /* sysmon: when req_seq was made (CLOCK_MONOTONIC ns) */
+    uint32_t req_reason;       /* sysmon: PE_REASON_* of req_seq */
+    uint32_t _pad;
+    int64_t  max_pending_ns;   /* sysmon: longest a request waited so far (invariant 7) */
+    uint64_t n_requests;       /* sysmon statistics */
+    uint64_t n_timer_requests;
+    uint64_t n_repokes;
+    uint64_t n_signals;
+} pe_sysmon_shared_t;
+
+/* Start the monitor thread for the calling thread, the M (registered as m_slot/m_gen). Requests
+ * trip CPython's handler for slot_signum. PE_OK, PE_BUSY (already running), PE_EXITED,
+ * PE_INVALID. M thread. */
+int pe_sysmon_start(int slot_signum, int64_t slice_ns, int32_t m_slot, uint32_t m_gen);
+/* Stop and join it (idempotent). M thread. */
+void pe_sysmon_stop(void);
+/* The shared words. Any thread. */
+pe_sysmon_shared_t *pe_sysmon_shared(void);
+/* Wake sysmon early (after publishing an earlier deadline). Any thread. */
+void pe_sysmon_kick(void);
+/* 1 when requests also poke eval_breaker (3.10-3.12), 0 when not needed (3.13+). */
+int pe_sysmon_poke_mode(void);
+
 /* CDEF END */
 
 #endif /* PREEMPT_H */

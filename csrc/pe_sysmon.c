@@ -1,0 +1,251 @@
+/*
+ * pe_sysmon.c — the monitor thread: Go's sysmon/retake for one M.
+ *
+ * sysmon is a pthread that never takes the GIL and never runs Python. It reads plain shared
+ * memory that the M writes (pe_sysmon_shared_t: a switch counter, whether a goroutine is running,
+ * the earliest timer deadline, the number of the last request the hook took) and decides when
+ * the running goroutine must give up the CPU (DESIGN.md §2, §4):
+ *
+ *   1. slice: the M's switch counter (schedtick) has not moved for a whole slice — as in Go's
+ *      retake, sysmon notes when it first saw each schedtick value, so a goroutine runs between
+ *      one and two slices;
+ *   2. timer: the earliest timer the hub published is due while a goroutine computes (Go does
+ *      not do this): the goroutine is preempted at once so the sleeper wakes on time.
+ *
+ * A request is numbered (req_seq) and made by tripping SLOT, a signal number used only as a slot
+ * in CPython's handler table: PyErr_SetInterruptEx(SLOT) marks it pending; on 3.10-3.12 sysmon
+ * also pokes the interpreter's eval_breaker (pe_pyoffsets.c explains why). At its next eval-
+ * breaker check the M runs the Python-level SLOT handler, the runtime's preemption hook, which
+ * compares req_seq with what it consumed (stale requests are ignored: a request never yields
+ * twice) and acknowledges (ack_seq).
+ *
+ * A request not taken is not forgotten (invariant 7). Every PE_REPOKE_NS it is tripped again (a
+ * poke can race with the M recomputing its breaker); after PE_GRACE_NS the M is presumably in
+ * native code or a blocking call, where no bytecode check happens, and sysmon sends it SIGURG:
+ * the handler, running on the M — which *can* handle signals — trips SLOT itself, and the signal
+ * interrupts blocking calls that CPython retries after running handlers (time.sleep,
+ * Lock.acquire). Those signals back off exponentially (to PE_SIGNAL_BACKOFF_MAX_NS) so that C
+ * code that does not retry on EINTR still finishes. A switch on the M (schedtick moved) answers
+ * any outstanding request.
+ *
+ * sysmon blocks every signal (so SIGINT and friends go to the M) and sets its timer slack to
+ * 1 ns so its sleeps end when asked. It sleeps on a futex (kick) so the M can wake it when it
+ * publishes an earlier deadline or stops.
+ *
+ * (An alternative would be a POSIX timer per slice delivering a signal to the M. Rejected: it
+ * interrupts the M every slice even when nothing else is runnable, costs a signal where a poke
+ * suffices, and cannot follow the timer heap without a syscall per change.)
+ */
+#include "pe_internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#define PE_REPOKE_NS 250000LL
+#define PE_GRACE_NS 1000000LL
+#define PE_SIGNAL_BACKOFF_MAX_NS 50000000LL
+#define PE_IDLE_SLEEP_NS 50000000LL
+
+static pe_sysmon_shared_t pe_sm;        /* the shared words (one M per process in version 1) */
+static pthread_t pe_sm_thread;
+static int pe_sm_started;
+static int pe_sm_slot_signum;
+static int64_t pe_sm_slice_ns;
+static _Atomic int32_t pe_sm_m_tid;     /* the M's kernel tid, for SIGURG escalation */
+static _Atomic int pe_sm_stop;
+static void *pe_sm_breaker;             /* eval_breaker to poke (3.10-3.12) or NULL */
+static pthread_mutex_t pe_sm_mu = PTHREAD_MUTEX_INITIALIZER; /* start/stop only */
+
+#define LOAD(f) __atomic_load_n(&pe_sm.f, __ATOMIC_ACQUIRE)
+#define STORE(f, v) __atomic_store_n(&pe_sm.f, (v), __ATOMIC_RELEASE)
+#define BUMP(f) __atomic_fetch_add(&pe_sm.f, 1, __ATOMIC_RELAXED)
+
+/* The shared words. Any thread. */
+pe_sysmon_shared_t *pe_sysmon_shared(void)
+{
+    return &pe_sm;
+}
+
+/* 1: requests poke eval_breaker (3.10-3.12); 0: PyErr_SetInterruptEx alone suffices (3.13+).
+ * Any thread. */
+int pe_sysmon_poke_mode(void)
+{
+    return pe_py_eval_breaker_addr() != NULL;
+}
+
+/* Make CPython run the SLOT handler on the M soon. sysmon thread or a handler on the M. */
+static void pe_sysmon_trip(void)
+{
+    pe_py_trip_signal(pe_sm_slot_signum);
+    if (pe_sm_breaker)
+        __atomic_store_n((int *)pe_sm_breaker, 1, __ATOMIC_RELAXED);
+}
+
+/* Issue request number req_seq+1. sysmon thread only. */
+static void pe_sysmon_request(int64_t now, uint32_t reason)
+{
+    STORE(req_ns, now);
+    STORE(req_reason, reason);
+    STORE(req_seq, LOAD(req_seq) + 1);
+    BUMP(n_requests);
+    if (reason == PE_REASON_TIMER)
+        BUMP(n_timer_requests);
+    pe_sysmon_trip();
+}
+
+/* Send the M our signal (marked, see pe_signal.c). sysmon thread only. */
+static void pe_sysmon_signal_m(void)
+{
+    int32_t tid = atomic_load(&pe_sm_m_tid);
+    if (tid == 0)
+        return;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    si.si_signo = PE_SIG;
+    si.si_code = SI_QUEUE;
+    si.si_pid = getpid();
+    si.si_uid = getuid();
+    si.si_value.sival_ptr = (void *)&pe_signal_magic;
+    if (syscall(SYS_rt_tgsigqueueinfo, si.si_pid, tid, PE_SIG, &si) == 0)
+        BUMP(n_signals);
+}
+
+/* Called by the SIGURG handler for one of our signals on thread t. If t is the M and a sync
+ * request is outstanding, trip SLOT from here: on the M the interpreter sets its breaker
+ * properly, and a blocking call returns EINTR and runs handlers. Returns 1 if it acted.
+ * Async-signal-safe. */
+PE_HIDDEN int pe_sysmon_on_signal(int32_t tid)
+{
+    if (tid == 0 || tid != atomic_load(&pe_sm_m_tid))
+        return 0;
+    if (LOAD(req_seq) == LOAD(ack_seq))
+        return 0;
+    pe_sysmon_trip();
+    return 1;
+}
+
+/* The monitor loop. sysmon thread only. */
+static void *pe_sysmon_main(void *arg)
+{
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    prctl(PR_SET_NAME, "preempt-sysmon", 0, 0, 0);
+
+    uint64_t seen_tick = LOAD(schedtick);
+    int64_t seen_when = pe_now_ns();
+    uint64_t req_tick = 0;           /* schedtick when the outstanding request was made */
+    int64_t next_repoke = 0, next_signal = 0, signal_backoff = PE_GRACE_NS;
+
+    while (!atomic_load(&pe_sm_stop)) {
+        int64_t now = pe_now_ns();
+        uint64_t tick = LOAD(schedtick);
+        if (tick != seen_tick) {
+            seen_tick = tick;
+            seen_when = now;
+        }
+        int running = LOAD(running) != 0;
+        uint64_t rseq = LOAD(req_seq);
+        int pending = rseq != LOAD(ack_seq) && tick == req_tick;
+        int64_t deadline = LOAD(next_deadline_ns);
+        int64_t wake = now + PE_IDLE_SLEEP_NS;
+
+        if (pending) {
+            int64_t age = now - LOAD(req_ns);
+            if (age > LOAD(max_pending_ns))
+                STORE(max_pending_ns, age);
+            if (now >= next_signal) {
+                pe_sysmon_signal_m();
+                next_signal = now + signal_backoff;
+                signal_backoff = signal_backoff * 2 < PE_SIGNAL_BACKOFF_MAX_NS ? signal_backoff * 2
+                                                                                : PE_SIGNAL_BACKOFF_MAX_NS;
+            } else if (now >= next_repoke) {
+                pe_sysmon_trip();
+                BUMP(n_repokes);
+                next_repoke = now + PE_REPOKE_NS;
+            }
+            wake = next_repoke < next_signal ? next_repoke : next_signal;
+        } else if (running && (now - seen_when >= pe_sm_slice_ns || deadline <= now)) {
+            pe_sysmon_request(now, deadline <= now ? PE_REASON_TIMER : PE_REASON_SLICE);
+            req_tick = tick;
+            seen_when = now; /* the next slice request for this tick is one slice away */
+            next_repoke = now + PE_REPOKE_NS;
+            next_signal = now + PE_GRACE_NS;
+            signal_backoff = PE_GRACE_NS;
+            wake = next_repoke;
+        } else if (running) {
+            int64_t end = seen_when + pe_sm_slice_ns;
+            wake = end < deadline ? end : deadline;
+        }
+        int64_t d = wake - pe_now_ns();
+        if (d > 0) {
+            uint32_t k = LOAD(kick);
+            pe_futex_wait((_Atomic uint32_t *)&pe_sm.kick, k, d);
+        }
+    }
+    return NULL;
+}
+
+/* Start sysmon for the M (the calling thread, registered as m_slot/m_gen). slot_signum is the
+ * CPython handler slot the runtime installed its hook on. M thread, GIL held or not. */
+int pe_sysmon_start(int slot_signum, int64_t slice_ns, int32_t m_slot, uint32_t m_gen)
+{
+    if (slice_ns <= 0 || slot_signum <= 0 || slot_signum >= NSIG)
+        return PE_INVALID;
+    pe_thread_t *m = pe_thread_lookup(m_slot, m_gen);
+    if (!m)
+        return PE_EXITED;
+    pthread_mutex_lock(&pe_sm_mu);
+    if (pe_sm_started) {
+        pthread_mutex_unlock(&pe_sm_mu);
+        return PE_BUSY;
+    }
+    memset(&pe_sm, 0, sizeof pe_sm);
+    pe_sm.next_deadline_ns = INT64_MAX;
+    pe_sm_slot_signum = slot_signum;
+    pe_sm_slice_ns = slice_ns;
+    pe_sm_breaker = pe_py_eval_breaker_addr();
+    atomic_store(&pe_sm_m_tid, atomic_load(&m->tid));
+    atomic_store(&pe_sm_stop, 0);
+    if (pthread_create(&pe_sm_thread, NULL, pe_sysmon_main, NULL) != 0) {
+        atomic_store(&pe_sm_m_tid, 0);
+        pthread_mutex_unlock(&pe_sm_mu);
+        return PE_INVALID;
+    }
+    pe_sm_started = 1;
+    pthread_mutex_unlock(&pe_sm_mu);
+    return PE_OK;
+}
+
+/* Wake sysmon now (an earlier deadline was published). Any thread. */
+void pe_sysmon_kick(void)
+{
+    __atomic_fetch_add(&pe_sm.kick, 1, __ATOMIC_RELEASE);
+    pe_futex_wake((_Atomic uint32_t *)&pe_sm.kick);
+}
+
+/* Stop and join sysmon (idempotent). M thread. */
+void pe_sysmon_stop(void)
+{
+    pthread_mutex_lock(&pe_sm_mu);
+    if (pe_sm_started) {
+        atomic_store(&pe_sm_stop, 1);
+        pe_sysmon_kick();
+        pthread_join(pe_sm_thread, NULL);
+        pe_sm_started = 0;
+        atomic_store(&pe_sm_m_tid, 0);
+    }
+    pthread_mutex_unlock(&pe_sm_mu);
+}
+
+/* fork() child: sysmon does not exist there. Child, single-threaded. */
+PE_HIDDEN void pe_sysmon_atfork_child(void)
+{
+    pthread_mutex_init(&pe_sm_mu, NULL);
+    pe_sm_started = 0;
+    atomic_store(&pe_sm_m_tid, 0);
+}
