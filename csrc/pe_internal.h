@@ -129,7 +129,8 @@ PE_HIDDEN void pe_sysmon_atfork_child(void);
 
 /* pe_suspend.c */
 typedef void (*pe_preempt_hook_t)(int32_t slot);
-PE_HIDDEN void pe_set_preempt_hook(pe_preempt_hook_t hook);
+PE_HIDDEN int pe_thread_claim_preempt(pe_thread_t *t);
+PE_HIDDEN void pe_thread_withdraw_preempt(pe_thread_t *t);
 
 /* pe_trampoline_amd64.c */
 PE_HIDDEN void pe_trampoline(void);

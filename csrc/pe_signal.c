@@ -118,19 +118,21 @@ static void pe_sig_handler(int sig, siginfo_t *si, void *ucv)
 {
     int saved_errno = errno;
     uint32_t w = 0;
-    pe_thread_t *t = NULL;
+    pe_thread_t *t;
     if (!pe_is_our_signal(si)) {
         pe_chain(sig, si, ucv);
-    } else if (!(t = pe_want_async_preempt(&w))) {
-        /* Not an async request: a synchronous one from sysmon for the M (trip SLOT from the M
-         * itself), or a retry overtaken by the request it repeats (nothing to do). */
-        pe_sysmon_on_signal(pe_gettid());
-    } else if (pe_is_async_safe_point(t, (ucontext_t *)ucv) &&
+    } else if ((t = pe_want_async_preempt(&w)) && pe_is_async_safe_point(t, (ucontext_t *)ucv) &&
                atomic_compare_exchange_strong(&t->susp, &w,
                                               PE_SUSP(PE_SUSP_GEN(w), PE_SUSP_KIND(w), PE_SUSP_ACCEPTED))) {
         pe_push_call((ucontext_t *)ucv);
     } else {
-        atomic_fetch_add_explicit(&t->declined, 1, memory_order_relaxed);
+        if (t)
+            atomic_fetch_add_explicit(&t->declined, 1, memory_order_relaxed);
+        /* Not at an async safe-point (or a retry overtaken by the request it repeats). If this
+         * is the M with a synchronous request outstanding, trip SLOT from here: on the M the
+         * interpreter sets its eval breaker, and a blocking call returns EINTR and runs
+         * handlers. */
+        pe_sysmon_on_signal(pe_gettid());
     }
     errno = saved_errno;
 }

@@ -39,10 +39,34 @@ void pe_debug_scramble_on_park(int on)
     atomic_store(&pe_debug_scramble, on);
 }
 
-/* Install the function the trampoline runs for PE_REQ_PREEMPT requests. Any thread. */
-PE_HIDDEN void pe_set_preempt_hook(pe_preempt_hook_t hook)
+/* Install the function the trampoline runs for PE_REQ_PREEMPT requests (NULL: none; sysmon then
+ * never asks for async preemption). Any thread. */
+void pe_set_preempt_hook(pe_preempt_hook_t hook)
 {
     __atomic_store_n(&pe_preempt_hook, hook, __ATOMIC_RELEASE);
+}
+
+/* Ask t for an async preemption (IDLE -> REQUESTED, kind PREEMPT) if a hook is installed and async
+ * preemption works here. Returns 1 when claimed; the caller then signals t. sysmon thread. */
+PE_HIDDEN int pe_thread_claim_preempt(pe_thread_t *t)
+{
+    if (!__atomic_load_n(&pe_preempt_hook, __ATOMIC_ACQUIRE) || pe_unavailable_reason())
+        return 0;
+    uint32_t w = atomic_load(&t->susp);
+    if (PE_SUSP_ST(w) != PE_SUSP_IDLE)
+        return PE_SUSP_ST(w) == PE_SUSP_REQUESTED && PE_SUSP_KIND(w) == PE_REQ_PREEMPT;
+    if (!atomic_compare_exchange_strong(&t->susp, &w, PE_SUSP(PE_SUSP_GEN(w), PE_REQ_PREEMPT, PE_SUSP_REQUESTED)))
+        return 0;
+    atomic_store(&t->req_ns, pe_now_ns());
+    return 1;
+}
+
+/* Withdraw an async preemption request that was not taken (REQUESTED -> IDLE). sysmon thread. */
+PE_HIDDEN void pe_thread_withdraw_preempt(pe_thread_t *t)
+{
+    uint32_t w = atomic_load(&t->susp);
+    if (PE_SUSP_ST(w) == PE_SUSP_REQUESTED && PE_SUSP_KIND(w) == PE_REQ_PREEMPT)
+        atomic_compare_exchange_strong(&t->susp, &w, PE_SUSP(PE_SUSP_GEN(w), PE_REQ_NONE, PE_SUSP_IDLE));
 }
 
 /* Send the target our preemption signal, marked as ours (see pe_signal.c: pe_is_our_signal).

@@ -54,6 +54,8 @@ static int pe_sm_started;
 static int pe_sm_slot_signum;
 static int64_t pe_sm_slice_ns;
 static _Atomic int32_t pe_sm_m_tid;     /* the M's kernel tid, for SIGURG escalation */
+static int32_t pe_sm_m_slot;            /* the M's registry handle, for async preemption */
+static uint32_t pe_sm_m_gen;
 static _Atomic int pe_sm_stop;
 static void *pe_sm_breaker;             /* eval_breaker to poke (3.10-3.12) or NULL */
 static pthread_mutex_t pe_sm_mu = PTHREAD_MUTEX_INITIALIZER; /* start/stop only */
@@ -139,6 +141,7 @@ static void *pe_sysmon_main(void *arg)
     uint64_t seen_tick = LOAD(schedtick);
     int64_t seen_when = pe_now_ns();
     uint64_t req_tick = 0;           /* schedtick when the outstanding request was made */
+    int async_claimed = 0;           /* we asked the M for an async preemption */
     int64_t next_repoke = 0, next_signal = 0, signal_backoff = PE_GRACE_NS;
 
     while (!atomic_load(&pe_sm_stop)) {
@@ -154,11 +157,24 @@ static void *pe_sysmon_main(void *arg)
         int64_t deadline = LOAD(next_deadline_ns);
         int64_t wake = now + PE_IDLE_SLEEP_NS;
 
+        if (!pending && async_claimed) {
+            /* answered (hook ran, or the M switched): withdraw the async request if untaken */
+            pe_thread_t *m = pe_thread_lookup(pe_sm_m_slot, pe_sm_m_gen);
+            if (m)
+                pe_thread_withdraw_preempt(m);
+            async_claimed = 0;
+        }
         if (pending) {
             int64_t age = now - LOAD(req_ns);
             if (age > LOAD(max_pending_ns))
                 STORE(max_pending_ns, age);
             if (now >= next_signal) {
+                /* The M is in native code or a blocking call. If it is in a registered region
+                 * without the GIL, the handler preempts it asynchronously (kind PREEMPT); else
+                 * the handler trips SLOT from the M, interrupting a blocking call. */
+                pe_thread_t *m = pe_thread_lookup(pe_sm_m_slot, pe_sm_m_gen);
+                if (m && pe_thread_claim_preempt(m))
+                    async_claimed = 1;
                 pe_sysmon_signal_m();
                 next_signal = now + signal_backoff;
                 signal_backoff = signal_backoff * 2 < PE_SIGNAL_BACKOFF_MAX_NS ? signal_backoff * 2
@@ -210,6 +226,8 @@ int pe_sysmon_start(int slot_signum, int64_t slice_ns, int32_t m_slot, uint32_t 
     pe_sm_slice_ns = slice_ns;
     pe_sm_breaker = pe_py_eval_breaker_addr();
     atomic_store(&pe_sm_m_tid, atomic_load(&m->tid));
+    pe_sm_m_slot = m_slot;
+    pe_sm_m_gen = m_gen;
     atomic_store(&pe_sm_stop, 0);
     if (pthread_create(&pe_sm_thread, NULL, pe_sysmon_main, NULL) != 0) {
         atomic_store(&pe_sm_m_tid, 0);
@@ -236,6 +254,9 @@ void pe_sysmon_stop(void)
         atomic_store(&pe_sm_stop, 1);
         pe_sysmon_kick();
         pthread_join(pe_sm_thread, NULL);
+        pe_thread_t *m = pe_thread_lookup(pe_sm_m_slot, pe_sm_m_gen);
+        if (m)
+            pe_thread_withdraw_preempt(m);
         pe_sm_started = 0;
         atomic_store(&pe_sm_m_tid, 0);
     }

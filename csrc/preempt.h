@@ -140,6 +140,10 @@ void pe_sysmon_stop(void);
 pe_sysmon_shared_t *pe_sysmon_shared(void);
 /* Wake sysmon early (after publishing an earlier deadline). Any thread. */
 void pe_sysmon_kick(void);
+/* The function the trampoline runs on the M for an async preemption (the runtime's hook: takes
+ * the GIL, parks the goroutine, returns when it is resumed). NULL: sysmon never asks for async
+ * preemption. Any thread. */
+void pe_set_preempt_hook(void (*hook)(int32_t slot));
 /* 1 when requests also poke eval_breaker (3.10-3.12), 0 when not needed (3.13+). */
 int pe_sysmon_poke_mode(void);
 
