@@ -37,6 +37,17 @@ from .native import preemptible as preemptible
 from . import threads as threads
 
 # --- goroutine runtime exports (owned by the runtime work: src/preempt/_runtime and friends) ---
+from ._runtime._sched import run as run, go as go, current as current
+from ._runtime._g import Goroutine as Goroutine, JoinTimeout as JoinTimeout
+from ._runtime._park import gosched as gosched
+from ._runtime._preempt import no_preempt as no_preempt, deny_preemption_in as deny_preemption_in
+from ._runtime._local import local as local
+from ._runtime._debug import stats as stats, dump as dump
+from .time import sleep as sleep
+from .chan import Chan as Chan, select as select, Recv as Recv, Send as Send
+from .sync import WaitGroup as WaitGroup, Mutex as Mutex, Once as Once, Event as Event
+from .io import wait_readable as wait_readable, wait_writable as wait_writable
+from .offload import blocking as blocking
 # --- end of runtime exports ---
 
 __version__ = "0.1.0"

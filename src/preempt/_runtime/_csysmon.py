@@ -1,0 +1,126 @@
+"""The C monitor (csrc/pe_sysmon.c) behind the scheduler's monitor interface (see _sysmon.py).
+
+sysmon is a C thread that never takes the GIL. This side only writes plain words it reads
+(``pe_sysmon_shared_t``), and installs the Python-level handler of SLOT that CPython runs at the
+M's next eval-breaker check after sysmon trips it:
+
+* ``on_switch`` bumps ``schedtick`` (sysmon's slice clock restarts) and marks the M running; any
+  request still outstanding is answered by the switch itself, so it is made stale here;
+* ``on_idle`` (the hub is about to block with nothing runnable) marks the M not running, so
+  sysmon neither requests nor signals an idle M;
+* ``set_next_deadline`` publishes the earliest timer and wakes sysmon when it moved earlier;
+* the SLOT handler runs ``_preempt._preempt_hook``, which reads ``req_seq`` and acknowledges
+  with ``ack`` (sysmon stops re-poking), recording request -> hook latency for ``stats()``.
+
+SLOT is ``SIGRTMAX``: CPython runs pending handlers in signal-number order, so ours comes last
+and never delays another Python handler; the OS never raises it on its own. If user code
+replaces the handler, the hook stops running: ``check()`` reports it.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Any, List, Optional
+
+from .. import _corelib
+from . import _preempt
+from ._sysmon import NullMonitor
+
+SLOT = signal.SIGRTMAX
+_LAT_KEEP = 4096
+
+
+class CoreMonitor(NullMonitor):
+    """sysmon in C: slice and timer preemption for run() on the main thread."""
+
+    def __init__(self, sched: Any) -> None:
+        self.sched = sched
+        ffi, lib = _corelib.core()
+        self._lib = lib
+        self.sh = lib.pe_sysmon_shared()
+        self.active = False
+        self._old: Any = None
+        self._published = 2**63 - 1
+        self.latencies_us: List[float] = []   # request -> hook, most recent _LAT_KEEP
+
+    def start(self, slice_seconds: float) -> None:
+        from .. import threads
+
+        self._old = signal.signal(SLOT, self._on_slot)
+        m = threads.current()
+        rc = self._lib.pe_sysmon_start(SLOT, max(1, int(slice_seconds * 1e9)), m._slot, m._gen)
+        if rc != self._lib.PE_OK:
+            signal.signal(SLOT, self._old if self._old is not None else signal.SIG_DFL)
+            raise RuntimeError(f"preempt: could not start sysmon (core error {rc})")
+        self.sh.running = 1
+        self.active = True
+
+    def stop(self) -> None:
+        if not self.active:
+            return
+        self.active = False
+        self.sh.running = 0
+        self._lib.pe_sysmon_stop()
+        signal.signal(SLOT, self._old if self._old is not None else signal.SIG_DFL)
+
+    def on_switch(self, g: Any) -> None:
+        sh = self.sh
+        sh.schedtick += 1
+        sh.running = 1
+        # A request made before this switch is answered by it: never let it preempt the new G.
+        seq = sh.req_seq
+        if seq > self.sched.consumed_seq:
+            self.sched.consumed_seq = seq
+            sh.ack_seq = seq
+
+    def on_idle(self) -> None:
+        self.sh.running = 0
+
+    def set_next_deadline(self, t: Optional[float]) -> None:
+        ns = 2**63 - 1 if t is None else int(t * 1e9)
+        self.sh.next_deadline_ns = ns
+        if ns < self._published:
+            self._lib.pe_sysmon_kick()
+        self._published = ns
+
+    def req_seq(self) -> int:
+        return self.sh.req_seq
+
+    def ack(self, seq: int) -> None:
+        sh = self.sh
+        sh.ack_seq = seq
+        lat = (time.monotonic_ns() - sh.req_ns) / 1000
+        lats = self.latencies_us
+        lats.append(lat)
+        if len(lats) > _LAT_KEEP:
+            del lats[: len(lats) - _LAT_KEEP]
+
+    def counters(self) -> dict:
+        sh = self.sh
+        return {"requests": sh.n_requests, "timer_requests": sh.n_timer_requests,
+                "repokes": sh.n_repokes, "signals": sh.n_signals,
+                "max_pending_us": sh.max_pending_ns / 1000,
+                "poke": bool(self._lib.pe_sysmon_poke_mode())}
+
+    def check(self) -> Optional[str]:
+        """None while the SLOT handler is ours, else what went wrong."""
+        if self.active and signal.getsignal(SLOT) != self._on_slot:
+            return (f"the handler of signal {SLOT} (preempt's preemption slot) was replaced: "
+                    "Python-code preemption is off until it is restored")
+        return None
+
+    def _on_slot(self, signum: int, frame: Any) -> None:
+        _preempt._preempt_hook(signum, frame)
+
+
+def usable() -> bool:
+    """True when the C monitor can drive this thread's scheduler."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        _corelib.core()
+    except Exception:
+        return False
+    return True

@@ -1,0 +1,167 @@
+"""The hub's poller: fd readiness, offload completions and wake-ups, in one epoll.
+
+When nothing is runnable the hub blocks here, with the next timer's deadline as the timeout.
+Three things end the wait:
+
+- an fd a G waits on (``wait_readable``/``wait_writable``) becomes ready: the G is readied;
+- an offload thread finished a ``blocking()`` call: it appended to ``completions`` (a deque:
+  thread-safe appends) and wrote the eventfd;
+- a signal handler on the M (SIGINT) wants the hub: it writes the eventfd too (CPython restarts
+  ``epoll_wait`` after EINTR, so a handler that only set a flag would not end the wait).
+
+While Gs are runnable the hub polls with timeout 0 every 61 switches if anything is watched
+(``s.npoll``, see ``_park.py``), the way Go's scheduler polls the network between Gs.
+
+Invariants:
+
+1. An fd has at most one reading and one writing waiter; a second is a PreemptError (two Gs
+   reading one fd would race for its data).
+2. Registration is one-shot: the fd is unregistered (or its mask reduced) when its waiter wakes,
+   times out or is interrupted, so a closed fd never stays in the epoll set by our doing.
+3. ``s.npoll`` counts fd waiters plus outstanding offload calls; the hub reports a deadlock only
+   when it is 0.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+from collections import deque
+from typing import Any, Dict, Optional
+
+from .._errors import PreemptError
+from . import _park
+
+READ = selectors.EVENT_READ
+WRITE = selectors.EVENT_WRITE
+
+
+class FdWaiter:
+    """A G waiting for one fd to become readable or writable."""
+
+    __slots__ = ("poller", "fd", "event", "g", "fired", "timer", "timed_out")
+
+    def __init__(self, poller: "Poller", fd: int, event: int, g: Any) -> None:
+        self.poller = poller
+        self.fd = fd
+        self.event = event
+        self.g = g
+        self.fired = False
+        self.timer: Any = None
+        self.timed_out = False
+
+    def cancel(self) -> None:
+        self.poller._forget(self)
+
+    def fire_timeout(self) -> None:
+        if not self.fired:
+            self.timer = None
+            self.timed_out = True
+            self.poller._forget(self)
+            _park.ready(self.g, True)
+
+    def describe(self, reason: Optional[str]) -> str:
+        return f"{reason} (fd {self.fd})"
+
+
+class Poller:
+    """One epoll, owned by one scheduler. M thread only, except :meth:`complete`/:meth:`wakeup`."""
+
+    def __init__(self, s: Any) -> None:
+        self.s = s
+        self.sel = selectors.DefaultSelector()
+        self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.sel.register(self.efd, READ, None)
+        self.waiters: Dict[int, Dict[int, FdWaiter]] = {}
+        self.completions: deque = deque()   # (callback, arg) from offload threads
+
+    def close(self) -> None:
+        self.sel.close()
+        os.close(self.efd)
+
+    def wakeup(self) -> None:
+        """Ends a blocking poll. Any thread, and Python-level signal handlers on the M."""
+        try:
+            os.eventfd_write(self.efd, 1)
+        except OSError:   # counter full or closed at shutdown: a wake-up is pending anyway
+            pass
+
+    def complete(self, fn: Any, arg: Any) -> None:
+        """Queues ``fn(arg)`` to run on the hub and wakes it. Any thread."""
+        self.completions.append((fn, arg))
+        self.wakeup()
+
+    def watch(self, fd: int, event: int, g: Any) -> FdWaiter:
+        """Registers g's interest in ``event`` on ``fd`` (invariant 1)."""
+        slots = self.waiters.get(fd)
+        if slots is None:
+            slots = self.waiters[fd] = {}
+        if event in slots:
+            other = slots[event].g
+            raise PreemptError(
+                f"goroutine {other.id} {other.name!r} already waits for fd {fd} to become "
+                f"{'readable' if event == READ else 'writable'}; only one goroutine may wait "
+                "per fd and direction — funnel the fd through one goroutine")
+        w = FdWaiter(self, fd, event, g)
+        mask = READ | WRITE if slots else event
+        slots[event] = w
+        try:
+            if len(slots) == 1:
+                self.sel.register(fd, mask)
+            else:
+                self.sel.modify(fd, mask)
+        except BaseException:
+            del slots[event]
+            if not slots:
+                del self.waiters[fd]
+            raise
+        self.s.npoll += 1
+        return w
+
+    def _forget(self, w: FdWaiter) -> None:
+        slots = self.waiters.get(w.fd)
+        if slots is None or slots.get(w.event) is not w:
+            return
+        del slots[w.event]
+        self.s.npoll -= 1
+        w.fired = True
+        t = w.timer
+        if t is not None:
+            w.timer = None
+            t.cancel()
+        try:
+            if slots:
+                self.sel.modify(w.fd, next(iter(slots)))
+            else:
+                del self.waiters[w.fd]
+                self.sel.unregister(w.fd)
+        except (KeyError, ValueError, OSError):   # the fd was closed while we waited
+            pass
+
+    def poll(self, timeout: Optional[float]) -> int:
+        """Waits up to ``timeout`` seconds (None: for ever) and readies whoever is due. Hub only."""
+        events = self.sel.select(timeout)
+        n = 0
+        for key, mask in events:
+            fd = key.fd
+            if fd == self.efd:
+                try:
+                    os.eventfd_read(self.efd)
+                except OSError:
+                    pass
+                continue
+            slots = self.waiters.get(fd)
+            if not slots:
+                continue
+            for ev in (READ, WRITE):
+                if mask & ev and ev in slots:
+                    w = slots[ev]
+                    self._forget(w)
+                    _park.ready(w.g, True)
+                    n += 1
+        comp = self.completions
+        while comp:
+            fn, arg = comp.popleft()
+            fn(arg)
+            n += 1
+        return n

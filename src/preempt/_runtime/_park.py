@@ -1,0 +1,276 @@
+"""park() and ready(): the only places a G gives up the CPU or is given it back.
+
+Every blocking operation (channel, select, mutex, sleep, join, fd wait, offload) and every
+preemption ends in :func:`park` or one of its siblings here (:func:`gosched`,
+:func:`yield_preempted`, :func:`exit_g`); nothing else in preempt switches greenlets, except the
+hub's loop in ``_sched.py`` that switches *into* Gs. trio's ``_traps.py`` is the model: one
+choke point to reason about (DESIGN.md §3, invariant 1).
+
+Hand-off goes G to G. When a G parks, :func:`_switch_out` picks the next runnable G itself and
+switches straight to its greenlet; the hub is visited only when it has work: nothing runnable
+(it polls fds and sleeps until the next timer), a timer is due, the fds have not been polled for
+61 switches while some are watched, or a signal asked for it (``hub_wanted``). A channel
+ping-pong is then two greenlet switches per round trip, no hub in between.
+
+Fairness (Go's rules):
+
+1. ``ready(g, next=True)`` puts g in ``runnext``: a G woken by the running G (channel hand-off,
+   timer) runs next; the G it displaces goes to the tail of the run queue.
+2. ``runnext`` inherits the time slice: after 64 consecutive ``runnext`` picks the run queue's
+   head goes first, so two Gs playing ping-pong cannot starve the rest.
+3. A G that was preempted or called gosched() goes to the tail.
+4. A G that has never run and needs a new greenlet is started by the hub (see take_direct).
+
+Where these run: on the M thread only, in a G (park, gosched, yield_preempted, exit_g) or in
+any context (ready). A call from another OS thread raises PreemptError (:func:`check_sched`).
+"""
+
+from __future__ import annotations
+
+from time import monotonic
+from typing import Any, Optional
+
+from greenlet import getcurrent
+
+from .._errors import PreemptError
+
+# The running scheduler (``_sched.Scheduler``) or None. One per process in version 1.
+sched: Any = None
+
+RUNNABLE = "runnable"
+RUNNING = "running"
+WAITING = "waiting"
+DEAD = "dead"
+
+_RUNNEXT_STREAK = 64   # rule 2
+_POLL_EVERY = 61       # visit the hub to poll fds every 61 switches when fds are watched
+
+
+def check_sched(what: str) -> Any:
+    """Returns the running scheduler, or raises PreemptError saying why ``what`` cannot run."""
+    s = sched
+    if s is None:
+        raise PreemptError(f"{what} needs the goroutine runtime: call it inside preempt.run(main)")
+    if s.cur is None or s.cur.glet is not getcurrent():
+        _raise_not_in_g(s, what)
+    return s
+
+
+def _raise_not_in_g(s: Any, what: str) -> None:
+    import threading
+
+    if threading.get_ident() != s.ident:
+        raise PreemptError(
+            f"{what} was called from OS thread {threading.current_thread().name!r}, but the "
+            f"goroutine runtime runs on thread {s.thread_name!r}; hand data to goroutines with "
+            "preempt.blocking() or a queue polled by a goroutine instead")
+    raise PreemptError(f"{what} must be called from a goroutine (inside preempt.run), not from "
+                       "the hub, a signal handler outside a goroutine, or a foreign greenlet")
+
+
+def park(reason: str, blocker: Any = None) -> None:
+    """Blocks the running G until someone calls ``ready()`` on it.
+
+    Args:
+        reason: Why it waits, for deadlock messages and dump() ("chan receive", "sleep", ...).
+        blocker: What it waits on: an object with ``cancel()`` (undo the wait, so the runtime
+            can interrupt the G) and optionally ``describe(reason)``.
+
+    Raises:
+        BaseException: Whatever the runtime delivered while the G waited: KeyboardInterrupt
+            (main only), Deadlock (main only), GreenletExit (run() is ending).
+    """
+    s = sched
+    if s is None or s.cur is None or s.cur.glet is not getcurrent():
+        check_sched("a blocking operation")
+    park_checked(s, s.cur, reason, blocker)
+
+
+def park_checked(s: Any, g: Any, reason: str, blocker: Any) -> None:
+    """park() for callers that already checked that g is the running G on the M (hot path)."""
+    g.state = WAITING
+    g.wait_reason = reason
+    g.blocker = blocker
+    # _switch_out(s, g), inlined: this is the hot path of every hand-off.
+    s.tick = tick = s.tick + 1
+    if not s.hub_wanted:
+        t = s.timers
+        if (not t or t[0][0] > monotonic()) and not (s.npoll and tick % _POLL_EVERY == 0):
+            nxt = s.runnext
+            if nxt is not None and nxt.glet is not None and s.streak < _RUNNEXT_STREAK:
+                s.runnext = None            # take_direct()'s common case, inlined
+                s.streak += 1
+            else:
+                nxt = take_direct(s)
+            if nxt is not None:
+                s.cur = nxt
+                nxt.state = RUNNING
+                if s.on_switch is not None:
+                    s.on_switch(nxt)
+                glet = nxt.glet
+                if glet is None:
+                    glet = s.bind(nxt)
+                glet.switch(nxt)
+                exc = g.wake_exc
+                if exc is not None:
+                    g.wake_exc = None
+                    raise exc
+                return
+    s.cur = None
+    s.hub.switch()
+    exc = g.wake_exc
+    if exc is not None:
+        g.wake_exc = None
+        raise exc
+
+
+def ready(g: Any, next: bool = False) -> None:
+    """Makes a waiting G runnable. Any context on the M thread; never switches.
+
+    Args:
+        g: The G, which must be waiting.
+        next: Put it in ``runnext`` (it runs before the run queue; fairness rule 1).
+    """
+    s = sched
+    g.state = RUNNABLE
+    g.blocker = None
+    if next:
+        old = s.runnext
+        s.runnext = g
+        if old is not None:
+            s.runq.append(old)
+    else:
+        s.runq.append(g)
+
+
+def gosched() -> None:
+    """Yields the CPU: the running G goes to the tail of the run queue (rule 3)."""
+    s = sched
+    if s is None or s.cur is None or s.cur.glet is not getcurrent():
+        s = check_sched("preempt.gosched()")
+    g = s.cur
+    g.state = RUNNABLE
+    s.runq.append(g)
+    _switch_out(s, g)
+    exc = g.wake_exc
+    if exc is not None:
+        g.wake_exc = None
+        raise exc
+
+
+def yield_preempted(s: Any, g: Any) -> None:
+    """The preemption hook's way out: like gosched() but counted. Python-level handler only."""
+    s.npreempt += 1
+    g.state = RUNNABLE
+    s.runq.append(g)
+    _switch_out(s, g)
+    exc = g.wake_exc
+    if exc is not None:
+        g.wake_exc = None
+        raise exc
+
+
+def pick(s: Any) -> Optional[Any]:
+    """Takes the next G to run (rules 1-2), or None. Runtime code on the M."""
+    nxt = s.runnext
+    if nxt is not None:
+        s.runnext = None
+        if s.streak < _RUNNEXT_STREAK or not s.runq:
+            s.streak += 1
+            return nxt
+        s.runq.append(nxt)
+    s.streak = 0
+    q = s.runq
+    return q.popleft() if q else None
+
+
+def take_direct(s: Any) -> Optional[Any]:
+    """pick() for a G-to-G switch: None when the hub must choose instead.
+
+    Rule 4: a G that needs a *fresh* greenlet is started from the hub. A new greenlet begins with
+    the recursion depth of whoever switches into it first; started from another G's park(), a
+    chain of new Gs would add up their depths until RecursionError (seen at ~1,000 Gs). The hub's
+    depth is constant; reused greenlets keep their own.
+    """
+    nxt = s.runnext
+    if nxt is not None:
+        if s.streak >= _RUNNEXT_STREAK and s.runq:
+            return None
+        if nxt.glet is None and not s.free:
+            return None
+        s.runnext = None
+        s.streak += 1
+        return nxt
+    q = s.runq
+    if not q:
+        return None
+    nxt = q[0]
+    if nxt.glet is None and not s.free:
+        return None
+    s.streak = 0
+    return q.popleft()
+
+
+def run_g(s: Any, nxt: Any) -> None:
+    """Switches from the current greenlet into G ``nxt``; returns when control comes back."""
+    s.cur = nxt
+    nxt.state = RUNNING
+    s.tick += 1
+    if s.on_switch is not None:
+        s.on_switch(nxt)
+    glet = nxt.glet
+    if glet is None:
+        glet = s.bind(nxt)
+    glet.switch(nxt)
+
+
+def _switch_out(s: Any, g: Any) -> None:
+    """Gives the CPU away from g (already queued or parked); returns when g runs again."""
+    s.tick += 1
+    if not s.hub_wanted:
+        t = s.timers
+        if not (t and t[0][0] <= monotonic()) and not (s.npoll and s.tick % _POLL_EVERY == 0):
+            nxt = take_direct(s)
+            if nxt is not None:
+                if nxt is g:
+                    s.cur = g
+                    g.state = RUNNING
+                    return
+                run_g(s, nxt)
+                return
+    s.cur = None
+    s.hub.switch()
+
+
+def exit_g(s: Any, g: Any) -> Any:
+    """Called by a worker greenlet whose G ``g`` has finished: hands the CPU on.
+
+    The greenlet goes to the free list; the return value is the next G bound to it (reuse), which
+    the worker loop then runs, or None when the free list is full and the greenlet must end. Main's exit always goes to the hub, which ends ``run()``.
+    """
+    glet = g.glet
+    g.glet = None
+    if len(s.free) >= s.free_max:
+        s.cur = None
+        return None          # the worker returns; its greenlet dies; its parent, the hub, resumes
+    s.free.append(glet)
+    s.tick += 1
+    if g is not s.main and not s.hub_wanted:
+        t = s.timers
+        if not (t and t[0][0] <= monotonic()) and not (s.npoll and s.tick % _POLL_EVERY == 0):
+            nxt = take_direct(s)
+            if nxt is not None:
+                s.cur = nxt
+                nxt.state = RUNNING
+                if s.on_switch is not None:
+                    s.on_switch(nxt)
+                other = nxt.glet
+                if other is None:
+                    if s.free and s.free[-1] is glet:   # reuse our own stack: no switch at all
+                        s.free.pop()
+                        nxt.glet = glet
+                        return nxt
+                    other = s.bind(nxt)
+                return other.switch(nxt)
+    s.cur = None
+    return s.hub.switch()

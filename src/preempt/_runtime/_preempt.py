@@ -1,0 +1,207 @@
+"""Synchronous preemption: the hook that moves a G whose slice is over to the back of the queue.
+
+The monitor (``_sysmon.py``) decides *when*: the running G has had the CPU for a whole slice, or
+a timer is due. It numbers the request (``req_seq``) and gets the M to a Python safe-point, where
+CPython runs a Python-level signal handler that calls :func:`_preempt_hook`. The hook decides
+*whether*: it either yields the G through ``_park.yield_preempted`` (the G goes to the tail of the
+run queue, as runnable) or DEFERS the request. Only a Python-level handler may switch greenlets;
+the C side never does (DESIGN.md §2: the scheduler is not signal-safe).
+
+The hook defers (Go's "not at a safe point"; DESIGN.md §2.2, §3 invariant 2) when:
+
+1. The request is stale: its ``req_seq`` is not newer than ``consumed_seq``. A request is
+   consumed (``consumed_seq = req_seq``, then ``monitor.ack(seq)``) when it yields or can never
+   yield (rules 2-3), so it can never yield twice. A *deferred* request (rules 4-6) is left
+   unconsumed on purpose: the monitor's re-send of the same request re-checks it.
+2. The hook runs outside a G: in the hub, before or after ``run()``, or in a foreign greenlet.
+3. The G was started with ``preemptible=False``.
+4. The G is inside ``with preempt.no_preempt():`` (a counter on the G).
+5. An import holds the global import lock (``_imp.lock_held()``).
+6. A frame of the interrupted stack, walked outward to the G's bottom frame, belongs to a
+   deny-listed module: ``preempt`` itself (the runtime is never preempted mid-update),
+   ``importlib._bootstrap*`` (module code being imported runs under these frames; the module
+   locks are per thread, so a second G would see a half-initialised module), ``logging`` and
+   ``threading`` (their RLocks are per thread, so a second G would get in). Extend the list with
+   :func:`deny_preemption_in`.
+
+How a deferred request is honoured:
+
+- case 4: the G records ``preempt_pending``; leaving the outermost ``no_preempt`` block yields.
+- cases 5 and 6: ``preempt_pending`` is recorded too, and the request stays unconsumed (not
+  acked), so the monitor re-sends it while the G keeps the CPU (the C monitor re-pokes every few
+  hundred µs; the fallback makes a new request at its next tick, one slice later). Choice: a re-check on the next trigger rather
+  than a profile/trace hook on frame exit, which would slow every call of the deny-listed code.
+  A G that parks or yields meanwhile clears the pending flag for free (its slice ends anyway).
+
+The C monitor will drive exactly this: install ``_preempt_hook`` as the Python handler of SLOT
+(it has the ``(signum, frame)`` signature), keep ``req_seq()`` on the monitor object, trip SLOT.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import CodeType, FrameType
+from typing import Any, Dict, List, Optional
+
+from greenlet import getcurrent
+
+from . import _park
+
+try:
+    from _imp import lock_held as _import_lock_held
+except ImportError:  # pragma: no cover - every CPython has it
+    def _import_lock_held() -> bool:
+        return False
+
+_NEUTRAL, _RUNTIME, _DENIED, _BOTTOM, _TRANSPARENT = 0, 1, 2, 3, 4
+
+# Patterns: "name" matches the module and its submodules; "name*" matches any name starting so.
+_deny: List[str] = ["preempt", "importlib._bootstrap*", "_frozen_importlib*", "logging",
+                    "threading"]
+_kind: Dict[CodeType, int] = {}
+
+
+def register_bottom_code(code: CodeType) -> None:
+    """Marks the worker loop's code: the frame walk stops there (below it is not the G's code)."""
+    _kind[code] = _BOTTOM
+
+
+def register_transparent_code(code: CodeType) -> None:
+    """Marks a runtime function that calls user code (``Once.do``): not itself a deny frame."""
+    _kind[code] = _TRANSPARENT
+
+
+def deny_preemption_in(module: str) -> None:
+    """Never preempt a goroutine while a frame of ``module`` (or its submodules) is on its stack.
+
+    Use it for libraries that hold a ``threading`` lock, an ``RLock`` or thread-local state
+    across calls into code that may be preempted: all goroutines share one OS thread, so such
+    locks do not keep a second goroutine out. A trailing ``*`` matches any module name with that
+    prefix.
+
+    Args:
+        module: A module name such as ``"sqlalchemy.pool"``.
+
+    Example::
+
+        preempt.deny_preemption_in("mylib")
+    """
+    if module not in _deny:
+        _deny.append(module)
+    for code, k in list(_kind.items()):
+        if k in (_NEUTRAL, _DENIED):
+            del _kind[code]
+
+
+def _classify(frame: FrameType) -> int:
+    code = frame.f_code
+    k = _kind.get(code)
+    if k is not None:
+        return k
+    name = frame.f_globals.get("__name__") or ""
+    k = _NEUTRAL
+    for p in _deny:
+        if p.endswith("*"):
+            hit = name.startswith(p[:-1])
+        else:
+            hit = name == p or name.startswith(p + ".")
+        if hit:
+            k = _RUNTIME if p == "preempt" else _DENIED
+            break
+    _kind[code] = k
+    return k
+
+
+def in_denied(frame: Optional[FrameType]) -> bool:
+    """Whether a frame from ``frame`` outward to the G's bottom is deny-listed (rule 6)."""
+    f = frame
+    while f is not None:
+        k = _classify(f)
+        if k == _BOTTOM:
+            return False
+        if k == _RUNTIME or k == _DENIED:
+            return True
+        f = f.f_back
+    return False
+
+
+def in_runtime(frame: Optional[FrameType]) -> bool:
+    """Whether a frame from ``frame`` outward belongs to preempt itself (not a user callback)."""
+    f = frame
+    while f is not None:
+        k = _classify(f)
+        if k == _BOTTOM:
+            return False
+        if k == _RUNTIME:
+            return True
+        f = f.f_back
+    return False
+
+
+def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None) -> None:
+    """Takes one preemption request. Python-level signal handler on the M thread only.
+
+    Args:
+        signum: The signal (unused: the request number comes from the monitor).
+        frame: The interrupted frame, as CPython passes it to handlers; None means the caller's.
+    """
+    s = _park.sched
+    if s is None:
+        return
+    mon = s.monitor
+    seq = mon.req_seq()
+    if seq <= s.consumed_seq:                       # rule 1
+        return
+    g = s.cur
+    if g is None or g.glet is not getcurrent() or not g.preemptible:   # rules 2, 3
+        s.consumed_seq = seq
+        mon.ack(seq)
+        return
+    if frame is None:
+        frame = sys._getframe(1)
+    if g.nopreempt or _import_lock_held() or in_denied(frame):   # rules 4-6
+        g.preempt_pending = True                    # not consumed: a re-send re-checks
+        s.ndeferred += 1
+        return
+    s.consumed_seq = seq
+    mon.ack(seq)
+    g.preempt_pending = False
+    _park.yield_preempted(s, g)
+
+
+class no_preempt:
+    """Context manager: the running goroutine is not preempted inside the block.
+
+    Blocking operations still switch (a ``recv()`` inside the block parks as usual); only the
+    time-slice preemption is held back, and taken when the outermost block exits. Outside a
+    goroutine it does nothing.
+
+    Example::
+
+        with preempt.no_preempt():
+            shared.append(x)
+            shared.sort()        # no other goroutine sees the list half-updated
+    """
+
+    __slots__ = ("_g",)
+
+    def __enter__(self) -> "no_preempt":
+        s = _park.sched
+        g = s.cur if s is not None else None
+        if g is not None and g.glet is not getcurrent():
+            g = None
+        self._g = g
+        if g is not None:
+            g.nopreempt += 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        g = self._g
+        if g is None:
+            return
+        g.nopreempt -= 1
+        if g.nopreempt == 0 and g.preempt_pending and exc[0] is None:
+            g.preempt_pending = False
+            s = _park.sched
+            if s is not None and s.cur is g:
+                _park.yield_preempted(s, g)

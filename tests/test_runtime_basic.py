@@ -1,0 +1,258 @@
+"""run(), go(), join(), current(), gosched(), sleep(), local: the goroutine basics."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import preempt
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_run_returns_main_result_and_passes_args():
+    assert preempt.run(lambda a, b=0: a + b, 2, b=3) == 5
+
+
+def test_run_raises_main_exception():
+    def main():
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        preempt.run(main)
+
+
+def test_join_returns_result_and_reraises_with_traceback():
+    def bad():
+        raise KeyError("inner")
+
+    def main():
+        assert preempt.go(lambda: 7).join() == 7
+        g = preempt.go(bad, name="bad-one")
+        with pytest.raises(KeyError) as ei:
+            g.join()
+        names = [f.name for f in __import__("traceback").extract_tb(ei.value.__traceback__)]
+        assert "bad" in names                      # the G's own frame is in the traceback
+        assert g.done() and g.name == "bad-one" and isinstance(g.id, int)
+
+    preempt.run(main)
+
+
+def test_join_timeout():
+    def main():
+        g = preempt.go(preempt.sleep, 0.5)
+        with pytest.raises(TimeoutError):
+            g.join(timeout=0.01)
+        assert not g.done()
+        g.join()
+        assert g.done()
+
+    preempt.run(main)
+
+
+def test_join_self_raises():
+    def main():
+        with pytest.raises(preempt.PreemptError, match="join itself"):
+            preempt.current().join()
+
+    preempt.run(main)
+
+
+def test_nested_run_and_go_outside_run_raise_clear_errors():
+    with pytest.raises(preempt.PreemptError, match="inside preempt.run"):
+        preempt.go(print)
+
+    def main():
+        with pytest.raises(preempt.PreemptError, match="already running"):
+            preempt.run(lambda: None)
+
+    preempt.run(main)
+
+
+def test_primitive_from_another_thread_raises():
+    errors = []
+
+    def main():
+        ch = preempt.Chan(1)
+
+        def other():
+            try:
+                ch.send(1)
+            except preempt.PreemptError as e:
+                errors.append(str(e))
+
+        t = threading.Thread(target=other, name="intruder")
+        t.start()
+        while t.is_alive():
+            preempt.sleep(0.001)
+        assert len(ch) == 0
+
+    preempt.run(main)
+    assert errors and "intruder" in errors[0]
+
+
+def test_unjoined_exception_is_reported(capfd):
+    def bad():
+        raise RuntimeError("nobody listens")
+
+    def main():
+        preempt.go(bad, name="lonely")
+        preempt.sleep(0.01)
+
+    preempt.run(main)
+    err = capfd.readouterr().err
+    assert "lonely" in err and "nobody listens" in err and "Traceback" in err
+
+
+def test_joined_exception_is_not_reported(capfd):
+    def bad():
+        preempt.sleep(0.01)
+        raise RuntimeError("handled")
+
+    def main():
+        g = preempt.go(bad)
+        with pytest.raises(RuntimeError):
+            g.join()
+
+    preempt.run(main)
+    assert "handled" not in capfd.readouterr().err
+
+
+def test_leftover_goroutines_are_killed_and_finally_runs():
+    log = []
+
+    def forever(ch):
+        try:
+            ch.recv()
+        finally:
+            log.append("finally")
+
+    def never_started():
+        log.append("ran")
+
+    def main():
+        preempt.go(forever, preempt.Chan())
+        preempt.gosched()
+        preempt.go(never_started)
+
+    preempt.run(main)
+    assert log == ["finally"]
+
+
+def test_gosched_round_robin():
+    out = []
+
+    def worker(tag):
+        for i in range(3):
+            out.append((tag, i))
+            preempt.gosched()
+
+    def main():
+        gs = [preempt.go(worker, t) for t in "ab"]
+        for g in gs:
+            g.join()
+
+    preempt.run(main)
+    assert out == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]
+
+
+def test_sleep_orders_wakeups_and_takes_time():
+    out = []
+
+    def sleeper(d):
+        preempt.sleep(d)
+        out.append(d)
+
+    def main():
+        t0 = time.monotonic()
+        gs = [preempt.go(sleeper, d) for d in (0.05, 0.01, 0.03)]
+        for g in gs:
+            g.join()
+        return time.monotonic() - t0
+
+    took = preempt.run(main)
+    assert out == [0.01, 0.03, 0.05]
+    assert took >= 0.05
+
+
+def test_current_and_goroutine_repr():
+    def main():
+        g = preempt.current()
+        assert g.name == "main" and "main" in repr(g)
+        return preempt.go(lambda: preempt.current().name, name="kid").join()
+
+    assert preempt.run(main) == "kid"
+
+
+def test_local_is_per_goroutine():
+    loc = preempt.local()
+
+    def worker(v):
+        loc.x = v
+        preempt.sleep(0.001)
+        return loc.x
+
+    def main():
+        gs = [preempt.go(worker, i) for i in range(10)]
+        assert [g.join() for g in gs] == list(range(10))
+        with pytest.raises(AttributeError):
+            loc.x
+
+    preempt.run(main)
+
+
+def test_many_goroutines_reuse_and_run_again():
+    def main():
+        total = 0
+        for _ in range(3):
+            gs = [preempt.go(lambda i=i: i) for i in range(2000)]
+            total += sum(g.join() for g in gs)
+        return total
+
+    assert preempt.run(main) == 3 * sum(range(2000))
+    assert preempt.run(main) == 3 * sum(range(2000))   # a second run() after the first
+
+
+def test_exports():
+    for name in ("run go Goroutine current gosched sleep Chan select Recv Send WaitGroup Mutex "
+                 "Once Event local no_preempt wait_readable wait_writable blocking stats "
+                 "dump").split():
+        assert hasattr(preempt, name), name
+
+
+def test_long_chain_of_new_goroutines_has_no_recursion_error():
+    # Each new G parks right away, so the next one starts from a park(): _park.py rule 4.
+    def main():
+        ch = preempt.Chan()
+        gs = [preempt.go(ch.recv_ok) for _ in range(20_000)]
+        while preempt.stats()["runnable"]:
+            preempt.sleep(0.001)
+        ch.close()
+        return sum(1 for g in gs if g.join() == (None, False))
+
+    assert preempt.run(main, slice=0) == 20_000
+
+
+def test_deny_preemption_in_extends_the_deny_list():
+    import types
+
+    from preempt._runtime import _preempt
+
+    mod = types.ModuleType("mylib_for_deny_test")
+    exec("import sys\nfrom preempt._runtime import _preempt\n"
+         "def f(): return _preempt.in_denied(sys._getframe())\n", mod.__dict__)
+
+    def main():
+        before = mod.f()
+        preempt.deny_preemption_in("mylib_for_deny_test")
+        return before, mod.f()
+
+    try:
+        assert preempt.run(main, slice=0) == (False, True)
+    finally:
+        _preempt._deny.remove("mylib_for_deny_test")
+        for code, kind in list(_preempt._kind.items()):     # drop cached verdicts only
+            if kind in (_preempt._NEUTRAL, _preempt._DENIED):
+                del _preempt._kind[code]
