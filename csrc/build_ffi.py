@@ -54,7 +54,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(read_cdef())
 # The runtime's async-preemption hook, implemented in Python (preempt/_runtime/_asynchook.py) and
 # passed to pe_set_preempt_hook. cffi takes the GIL around it.
-ffibuilder.cdef('extern "Python" void pe_py_async_preempt(int32_t slot);')
+ffibuilder.cdef('extern "Python" int pe_py_async_preempt(int32_t slot);')
 ffibuilder.set_source(
     "preempt._core",
     '#include "preempt.h"\n',

@@ -114,6 +114,7 @@ PE_HIDDEN int pe_py_holds_gil(void *tstate);     /* signal-safe */
 struct dl_phdr_info;
 PE_HIDDEN int pe_python_object_refused(const struct dl_phdr_info *info);
 PE_HIDDEN void pe_py_trip_signal(int signum);    /* signal-safe */
+PE_HIDDEN void pe_py_raise_on_return(int code);
 
 /* pe_pyoffsets.c */
 PE_HIDDEN void *pe_py_eval_breaker_addr(void);
@@ -128,7 +129,7 @@ PE_HIDDEN int pe_sysmon_on_signal(int32_t tid);   /* signal-safe */
 PE_HIDDEN void pe_sysmon_atfork_child(void);
 
 /* pe_suspend.c */
-typedef void (*pe_preempt_hook_t)(int32_t slot);
+typedef int (*pe_preempt_hook_t)(int32_t slot);
 PE_HIDDEN int pe_thread_claim_preempt(pe_thread_t *t);
 PE_HIDDEN void pe_thread_withdraw_preempt(pe_thread_t *t);
 

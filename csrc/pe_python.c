@@ -59,3 +59,30 @@ PE_HIDDEN void pe_py_trip_signal(int signum)
 {
     PyErr_SetInterruptEx(signum);
 }
+
+/* Arm the exception a PE_HOOK_* code names so that the calling thread raises it at its next
+ * bytecode: after the interrupted native call has returned, since no bytecode runs before. Takes
+ * and releases the GIL (no bytecode runs in between either). Trampoline entry only. */
+PE_HIDDEN void pe_py_raise_on_return(int code)
+{
+    PyGILState_STATE st = PyGILState_Ensure();
+    PyObject *exc = NULL;
+    if (code == PE_HOOK_RAISE_INTERRUPT) {
+        exc = PyExc_KeyboardInterrupt;
+        Py_INCREF(exc);
+    } else if (code == PE_HOOK_RAISE_EXIT) {
+        PyObject *mod = PyImport_ImportModule("greenlet");
+        if (mod) {
+            exc = PyObject_GetAttrString(mod, "GreenletExit");
+            Py_DECREF(mod);
+        }
+    }
+    if (exc) {
+        PyThreadState_SetAsyncExc((unsigned long)PyThread_get_thread_ident(), exc);
+        Py_DECREF(exc);
+    } else {
+        PyErr_WriteUnraisable(NULL);
+    }
+    PyErr_Clear();
+    PyGILState_Release(st);
+}

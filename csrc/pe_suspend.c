@@ -251,7 +251,9 @@ PE_HIDDEN void pe_async_preempt_entry(pe_gregs_t *regs, void *xsave)
     atomic_store(&t->susp, PE_SUSP(gen, kind, PE_SUSP_PARKED));
     pe_futex_wake(&t->susp);
     if (kind == PE_REQ_PREEMPT && hook) {
-        hook((int32_t)(t - pe_threads));
+        int code = hook((int32_t)(t - pe_threads));
+        if (code != PE_HOOK_CONTINUE)
+            pe_py_raise_on_return(code);
     } else {
         for (;;) {
             w = atomic_load(&t->susp);

@@ -19,8 +19,8 @@
  * compares req_seq with what it consumed (stale requests are ignored: a request never yields
  * twice) and acknowledges (ack_seq).
  *
- * A request not taken is not forgotten (invariant 7). Every PE_REPOKE_NS it is tripped again (a
- * poke can race with the M recomputing its breaker); after PE_GRACE_NS the M is presumably in
+ * A request not taken is not forgotten (invariant 7). Every PE_REPOKE_NS (100 us) it is tripped again (a
+ * poke can race with the M recomputing its breaker); after PE_GRACE_NS (200 us) the M is presumably in
  * native code or a blocking call, where no bytecode check happens, and sysmon sends it SIGURG:
  * the handler, running on the M — which *can* handle signals — trips SLOT itself, and the signal
  * interrupts blocking calls that CPython retries after running handlers (time.sleep,
@@ -43,8 +43,8 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
-#define PE_REPOKE_NS 250000LL
-#define PE_GRACE_NS 1000000LL
+#define PE_REPOKE_NS 100000LL
+#define PE_GRACE_NS 200000LL
 #define PE_SIGNAL_BACKOFF_MAX_NS 50000000LL
 #define PE_IDLE_SLEEP_NS 50000000LL
 

@@ -140,10 +140,17 @@ void pe_sysmon_stop(void);
 pe_sysmon_shared_t *pe_sysmon_shared(void);
 /* Wake sysmon early (after publishing an earlier deadline). Any thread. */
 void pe_sysmon_kick(void);
+/* What the preempt hook asks the trampoline to do once the goroutine may continue. */
+#define PE_HOOK_CONTINUE         0
+#define PE_HOOK_RAISE_INTERRUPT  1  /* KeyboardInterrupt at the next bytecode after the call */
+#define PE_HOOK_RAISE_EXIT       2  /* greenlet.GreenletExit likewise (the G is being killed) */
+
 /* The function the trampoline runs on the M for an async preemption (the runtime's hook: takes
- * the GIL, parks the goroutine, returns when it is resumed). NULL: sysmon never asks for async
- * preemption. Any thread. */
-void pe_set_preempt_hook(void (*hook)(int32_t slot));
+ * the GIL, parks the goroutine, returns a PE_HOOK_* code when it is resumed). An exception
+ * cannot cross native frames, so one the goroutine must raise is armed with
+ * PyThreadState_SetAsyncExc and fires at its first bytecode after the native call returns.
+ * NULL: sysmon never asks for async preemption. Any thread. */
+void pe_set_preempt_hook(int (*hook)(int32_t slot));
 /* 1 when requests also poke eval_breaker (3.10-3.12), 0 when not needed (3.13+). */
 int pe_sysmon_poke_mode(void);
 

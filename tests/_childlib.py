@@ -140,4 +140,4 @@ def region_of(path: str):
     return spans
 
 
-__all__ = ["spin_iters", "load", "gpr", "zmm", "ymm", "Worker", "hammer", "region_of", "preempt", "threads"]
+__all__ = ["U64", "ZMM_INIT", "ctypes", "spin_iters", "load", "gpr", "zmm", "ymm", "Worker", "hammer", "region_of", "preempt", "threads"]

@@ -30,16 +30,50 @@ _ERRLEN = 512
 
 
 class PreemptibleRegion:
-    """The registration of one shared object's executable segments. Close it to unregister.
+    """The registration of one shared object's executable segments, and a proxy to its functions.
 
-    Usable as a context manager. Keeps the library object alive while open, so the code cannot
-    be unloaded under a registration.
+    ``region.fn(...)`` calls ``lib.fn(...)``. Unless the library was registered with
+    ``reentrant=True``, calls made through the proxy from goroutines are serialised: one goroutine
+    at a time is inside the library, others park on a goroutine-aware lock (a goroutine preempted
+    in the middle of non-reentrant code must not let another one in). Outside ``preempt.run()``
+    (plain threads) the proxy calls straight through. Direct calls on the raw library object are
+    still preempted — the region is registered — but not serialised.
+
+    Close it (or use ``with``) to unregister. Keeps the library object alive while open, so the
+    code cannot be unloaded under a registration.
     """
 
-    def __init__(self, lib: Any, name: str, ids: List[int]) -> None:
+    def __init__(self, lib: Any, name: str, ids: List[int], reentrant: bool = False) -> None:
         self._lib = lib
         self.name = name
         self._ids = ids
+        self.reentrant = reentrant
+        self._mutex: Any = None
+        self._mutex_sched: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        lib = self.__dict__.get("_lib")
+        if lib is None:
+            raise ValueError(f"{self!r} is closed")
+        fn = getattr(lib, attr)
+        if self.reentrant or not callable(fn):
+            return fn
+        return _Serialised(self, fn)
+
+    def _lock_for_current(self) -> Any:
+        """The goroutine-aware lock of this run(), or None outside a goroutine."""
+        from ._runtime import _park
+
+        s = _park.sched
+        if s is None or s.cur is None:
+            return None
+        if self._mutex is None or self._mutex_sched is not s:
+            from .sync import Mutex
+
+            self._mutex, self._mutex_sched = Mutex(), s
+        return self._mutex
 
     @property
     def closed(self) -> bool:
@@ -70,16 +104,60 @@ class PreemptibleRegion:
         return f"<PreemptibleRegion {self.name!r} segments={len(self._ids)}{' closed' if self.closed else ''}>"
 
 
-def preemptible(lib: Any) -> PreemptibleRegion:
+class _Serialised:
+    """A library function called under the region's goroutine lock."""
+
+    __slots__ = ("_region", "_fn", "__name__")
+
+    def __init__(self, region: PreemptibleRegion, fn: Any) -> None:
+        self._region = region
+        self._fn = fn
+        self.__name__ = getattr(fn, "__name__", "function")
+
+    def __call__(self, *args: Any) -> Any:
+        mutex = self._region._lock_for_current()
+        if mutex is None:
+            return self._fn(*args)
+        mutex.lock()
+        try:
+            return self._fn(*args)
+        finally:
+            mutex.unlock()
+
+    def __repr__(self) -> str:
+        return f"<serialised {self._fn!r} of {self._region.name!r}>"
+
+
+def _mark_transparent() -> None:
+    # The proxy's frames are preempt's, which the preemption hook never interrupts (deny list);
+    # they only call user-registered code, so the hook must look through them.
+    from ._runtime import _preempt
+
+    _preempt.register_transparent_code(_Serialised.__call__.__code__)
+
+
+def preemptible(lib: Any, reentrant: bool = False) -> PreemptibleRegion:
     """Registers the executable segments of a loaded shared object as preemptible.
 
     Args:
         lib: the library, as a path (str or os.PathLike) of an already loaded object, a
             ``ctypes.CDLL``, a cffi compiled module or its ``lib``, or a library returned by
             cffi's ``ffi.dlopen``.
+        reentrant: True when the library may be entered by several goroutines at once (it keeps
+            no state between calls); False (the default) serialises goroutines' calls made
+            through the returned proxy.
 
     Returns:
-        A :class:`PreemptibleRegion`; ``close()`` it (or use ``with``) to unregister.
+        A :class:`PreemptibleRegion`: call the library's functions through it
+        (``region.fn(...)``); ``close()`` it (or use ``with``) to unregister.
+
+    Example::
+
+        lib = ctypes.CDLL("./libkernels.so")
+        kern = preempt.preemptible(lib)
+        def worker():
+            return kern.crunch(10**9)      # other goroutines keep running meanwhile
+        preempt.run(lambda: [g.join() for g in [preempt.go(worker) for _ in range(4)]])
 
     Raises:
         ValueError: ``lib`` is not a loaded library, has no executable segment, or is one that
@@ -115,7 +193,8 @@ def preemptible(lib: Any) -> PreemptibleRegion:
         if n == clib.PE_FULL:
             raise PreemptError(msg)
         raise ValueError(msg)
-    return PreemptibleRegion(lib, str(name), [int(ids[i]) for i in range(n)])
+    _mark_transparent()
+    return PreemptibleRegion(lib, str(name), [int(ids[i]) for i in range(n)], reentrant)
 
 
 def _cffi_address(lib: Any):

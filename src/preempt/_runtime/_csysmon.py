@@ -25,7 +25,7 @@ import time
 from typing import Any, List, Optional
 
 from .. import _corelib
-from . import _preempt
+from . import _asynchook, _preempt
 from ._sysmon import NullMonitor
 
 SLOT = signal.SIGRTMAX
@@ -50,12 +50,15 @@ class CoreMonitor(NullMonitor):
 
         self._old = signal.signal(SLOT, self._on_slot)
         m = threads.current()
+        self.m_slot, self.m_gen = m._slot, m._gen
         rc = self._lib.pe_sysmon_start(SLOT, max(1, int(slice_seconds * 1e9)), m._slot, m._gen)
         if rc != self._lib.PE_OK:
             signal.signal(SLOT, self._old if self._old is not None else signal.SIG_DFL)
             raise RuntimeError(f"preempt: could not start sysmon (core error {rc})")
         self.sh.running = 1
         self.active = True
+        if _corelib.unavailable_reason() is None:
+            _asynchook.install()
 
     def stop(self) -> None:
         if not self.active:
@@ -63,6 +66,7 @@ class CoreMonitor(NullMonitor):
         self.active = False
         self.sh.running = 0
         self._lib.pe_sysmon_stop()
+        _asynchook.uninstall()
         signal.signal(SLOT, self._old if self._old is not None else signal.SIG_DFL)
 
     def on_switch(self, g: Any) -> None:
@@ -103,6 +107,14 @@ class CoreMonitor(NullMonitor):
                 "repokes": sh.n_repokes, "signals": sh.n_signals,
                 "max_pending_us": sh.max_pending_ns / 1000,
                 "poke": bool(self._lib.pe_sysmon_poke_mode())}
+
+    def stats(self) -> dict:
+        """Per-path counts and latencies for preempt.stats() (µs)."""
+        from ._debug import _percentiles
+
+        sh = self.sh
+        return {"async": {"count": _asynchook.count, **_percentiles([x / 1e6 for x in _asynchook.latencies_us])},
+                "timer": {"count": sh.n_timer_requests}}
 
     def check(self) -> Optional[str]:
         """None while the SLOT handler is ours, else what went wrong."""

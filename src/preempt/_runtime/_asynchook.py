@@ -1,0 +1,95 @@
+"""Asynchronous preemption: the hook the trampoline runs when a goroutine is stopped in native code.
+
+A goroutine that calls a library registered with :func:`preempt.preemptible` (GIL released)
+reaches no bytecode safe-point, so the synchronous request sysmon makes at the end of its slice is
+not taken. After a grace period sysmon sends the M SIGURG; the core's handler finds the M inside
+a registered region without the GIL and redirects it into the trampoline, which saves every
+register and calls :func:`pe_py_async_preempt` below (cffi takes the GIL around it). From here
+on it is the synchronous path: ``_preempt._preempt_hook`` applies the same deferral rules and
+parks the goroutine as runnable; other goroutines run on the M; when this one is picked again
+the hook returns, cffi releases the GIL, and the trampoline restores the registers and resumes the
+native code exactly where it was.
+
+Exceptions cannot cross the native frames below us. One the goroutine must raise while parked
+here — KeyboardInterrupt delivered to main, GreenletExit when run() kills leftovers — is caught
+and reported to the trampoline as a ``PE_HOOK_*`` code; the core arms it with
+``PyThreadState_SetAsyncExc`` so it fires at the goroutine's first bytecode after the native call
+returns (the native call is never unwound: killing waits for it to finish).
+
+Installed by the C monitor (``_csysmon.CoreMonitor``) for the duration of ``run()``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, List
+
+from greenlet import GreenletExit
+
+from .. import _corelib
+from . import _park, _preempt
+
+_installed = False
+latencies_us: List[float] = []   # signal -> hook running (µs), most recent _KEEP
+count = 0
+_KEEP = 4096
+
+
+def _on_error(exc_type: Any, exc: Any, tb: Any) -> int:
+    """cffi calls this for an exception that escaped the hook; its result is the hook's.
+
+    KeyboardInterrupt can arrive before the hook's first line (CPython runs signal handlers at a
+    function's entry), so it is mapped here too. Anything else is a runtime bug: say so.
+    """
+    _, lib = _corelib.core()
+    if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+        return lib.PE_HOOK_RAISE_INTERRUPT
+    if exc_type is not None and issubclass(exc_type, GreenletExit):
+        return lib.PE_HOOK_RAISE_EXIT
+    import traceback
+
+    print("preempt: internal error in the async preemption hook:", file=sys.stderr)
+    traceback.print_exception(exc_type, exc, tb)
+    return lib.PE_HOOK_CONTINUE
+
+
+def _define() -> None:
+    ffi, lib = _corelib.core()
+
+    @ffi.def_extern(onerror=_on_error)
+    def pe_py_async_preempt(slot: int) -> int:
+        global count
+        s = _park.sched
+        if s is None:
+            return 0
+        m = s.monitor
+        lat_ns = lib.pe_thread_last_latency_ns(m.m_slot, m.m_gen) if hasattr(m, "m_slot") else -1
+        count += 1
+        if lat_ns >= 0:
+            latencies_us.append(lat_ns / 1000)
+            if len(latencies_us) > _KEEP:
+                del latencies_us[: len(latencies_us) - _KEEP]
+        s.nasync = getattr(s, "nasync", 0) + 1
+        try:
+            _preempt._preempt_hook(0, sys._getframe(1))
+        except KeyboardInterrupt:
+            return lib.PE_HOOK_RAISE_INTERRUPT
+        except GreenletExit:
+            return lib.PE_HOOK_RAISE_EXIT
+        return lib.PE_HOOK_CONTINUE
+
+
+def install() -> None:
+    """Lets sysmon preempt goroutines in registered native code. M thread, inside run()."""
+    global _installed
+    ffi, lib = _corelib.core()
+    if not _installed:
+        _define()
+        _installed = True
+    lib.pe_set_preempt_hook(lib.pe_py_async_preempt)
+
+
+def uninstall() -> None:
+    ffi, lib = _corelib.core()
+    lib.pe_set_preempt_hook(ffi.NULL)

@@ -1,0 +1,212 @@
+"""Asynchronous preemption of goroutines inside registered native code (issue: async + timers).
+
+Each scenario runs in a child process: a goroutine calls a register-torture kernel (GIL released)
+while a ticker goroutine sleeps 1 ms in a loop. The kernel's result must be bit-exact, the ticker
+must have ticked *during* the native call (so the goroutine really was taken off the CPU), and
+stats() must count async preemptions.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import CPU_FLAGS
+
+HEAD = """
+import sys, time, signal, os
+from _childlib import *
+import preempt
+lib = load(sys.argv[1])
+ticks = []
+def ticker(stop):
+    while not stop.is_set():
+        preempt.sleep(0.001)
+        ticks.append(time.perf_counter())
+"""
+
+TORTURE = HEAD + """
+via = sys.argv[2]; kind = sys.argv[3]
+if via == "cffi":
+    import cffi
+    ffi = cffi.FFI()
+    ffi.cdef("void pe_test_gpr_kernel(uint64_t *, uint64_t); void pe_test_zmm_kernel(uint8_t *, uint64_t, const uint8_t *); uint64_t pe_test_redzone(uint64_t);")
+    clib = ffi.dlopen(sys.argv[1])
+    kern = preempt.preemptible(clib)
+    init = ffi.new("uint8_t[]", bytes(ZMM_INIT))
+    def run_kernel(n):
+        if kind == "gpr":
+            out = ffi.new("uint64_t[16]"); kern.pe_test_gpr_kernel(out, n); return tuple(out)
+        if kind == "zmm":
+            out = ffi.new("uint8_t[2120]"); kern.pe_test_zmm_kernel(out, n, init); return bytes(ffi.buffer(out))
+        return kern.pe_test_redzone(n)
+else:
+    kern = preempt.preemptible(lib)
+    def run_kernel(n):
+        if kind == "gpr":
+            out = (U64 * 16)(); kern.pe_test_gpr_kernel(out, n); return tuple(out)
+        if kind == "zmm":
+            out = (ctypes.c_uint8 * 2120)(); kern.pe_test_zmm_kernel(out, n, ZMM_INIT); return bytes(out)
+        return kern.pe_test_redzone(n)
+N = {"gpr": 6_000_000, "zmm": 600_000, "redzone": 3_000_000}[kind]
+ref = run_kernel(N)                      # undisturbed, outside run()
+def main():
+    stop = preempt.Event()
+    tk = preempt.go(ticker, stop, name="ticker")
+    preempt.sleep(0.005)
+    res, spans = [], []
+    for _ in range(3):
+        t0 = time.perf_counter(); res.append(run_kernel(N)); spans.append((t0, time.perf_counter()))
+    st = preempt.stats()
+    stop.set(); tk.join()
+    return res, spans, st
+res, spans, st = preempt.run(main)
+assert all(r == ref for r in res), "native results differ after async preemption"
+during = sum(1 for t in ticks for a, b in spans if a < t < b)
+assert during >= 3, f"the ticker never ran during the native calls ({during} ticks)"
+assert st["async"]["count"] >= 1, st["async"]
+print("OK", during, st["async"])
+"""
+
+
+@pytest.mark.parametrize("via", ["ctypes", "cffi"])
+@pytest.mark.parametrize("kind", ["gpr", "zmm", "redzone"])
+def test_torture_kernel_in_goroutine_is_preempted_and_bit_exact(child, torture_lib, via, kind):
+    if kind == "zmm" and not {"avx512f", "avx512bw"} <= CPU_FLAGS:
+        pytest.skip("CPU has no AVX-512F/BW")
+    out = child(TORTURE, torture_lib["path"], via, kind)
+    assert out.startswith("OK"), out
+
+
+SEVERAL = HEAD + """
+kern = preempt.preemptible(lib, reentrant=True)
+iters = spin_iters(lib, 0.15)
+ref = lib.pe_test_spin(iters)
+def native():
+    return [kern.pe_test_spin(iters) for _ in range(2)]
+def python_hog():
+    x = 0
+    for i in range(2_000_000):
+        x += i
+    return x
+def main():
+    stop = preempt.Event()
+    tk = preempt.go(ticker, stop)
+    gs = [preempt.go(native, name=f"n{i}") for i in range(3)] + [preempt.go(python_hog, name=f"p{i}") for i in range(2)]
+    out = [g.join() for g in gs]
+    st = preempt.stats()
+    stop.set(); tk.join()
+    return out, st
+out, st = preempt.run(main)
+assert all(o == [ref, ref] for o in out[:3]), out[:3]
+assert out[3] == out[4] == sum(range(2_000_000))
+assert st["async"]["count"] >= 3 and len(ticks) >= 20, (st["async"], len(ticks))
+print("OK", len(ticks), st["async"]["count"])
+"""
+
+
+def test_several_native_goroutines_interleave_with_python_ones(child, torture_lib):
+    assert child(SEVERAL, torture_lib["path"]).startswith("OK")
+
+
+SERIAL = HEAD + """
+kern = preempt.preemptible(lib)                  # not reentrant: one goroutine inside at a time
+iters = spin_iters(lib, 0.1)
+inside = [0]; overlap = [0]
+def native():
+    kern.pe_test_spin(iters)
+def main():
+    gs = [preempt.go(native) for _ in range(3)]
+    for g in gs: g.join()
+    return preempt.stats()
+st = preempt.run(main)
+print("OK", st["async"]["count"])
+"""
+
+
+def test_non_reentrant_library_calls_are_serialised(child, torture_lib):
+    assert child(SERIAL, torture_lib["path"]).startswith("OK")
+
+
+SIGINT = HEAD + """
+kern = preempt.preemptible(lib)
+iters = spin_iters(lib, 0.6)
+def main():
+    stop = preempt.Event()
+    tk = preempt.go(ticker, stop)
+    try:
+        kern.pe_test_spin(iters)             # main itself is in native code
+        after = "no interrupt"
+    except KeyboardInterrupt:
+        after = "interrupted"
+    stop.set(); tk.join()
+    return after
+import threading
+threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+t0 = time.monotonic()
+try:
+    r = preempt.run(main)
+except KeyboardInterrupt:
+    r = "interrupted outside main"
+dt = time.monotonic() - t0
+assert r in ("interrupted", "interrupted outside main"), r
+assert dt < 10, dt
+print("OK", r, round(dt, 2))
+"""
+
+
+def test_sigint_while_main_goroutine_is_in_native_code(child, torture_lib):
+    assert child(SIGINT, torture_lib["path"]).startswith("OK")
+
+
+KILL = HEAD + """
+kern = preempt.preemptible(lib)
+iters = spin_iters(lib, 0.3)
+log = []
+def leftover():
+    try:
+        kern.pe_test_spin(iters)
+        log.append("returned")
+        while True:
+            preempt.sleep(1)
+    finally:
+        log.append("finally")
+def main():
+    g = preempt.go(leftover, name="leftover")
+    preempt.sleep(0.05)                      # leftover is now parked inside native code
+    assert preempt.stats()["async"]["count"] >= 1
+    return "main done"
+t0 = time.monotonic()
+assert preempt.run(main) == "main done"
+dt = time.monotonic() - t0
+# GreenletExit fires at the goroutine's first bytecode after the native call returned: the call
+# ran to completion (run() waited for it) and the finally block ran; "returned" never did.
+assert log == ["finally"], log
+assert dt >= 0.25, dt
+print("OK", log, round(dt, 2))
+"""
+
+
+def test_goroutine_in_native_code_is_killed_only_after_the_call_returns(child, torture_lib):
+    assert child(KILL, torture_lib["path"]).startswith("OK")
+
+
+SLEEPER = HEAD + """
+kern = preempt.preemptible(lib)
+eintr = ctypes.c_int(0)
+def sleeper():
+    return kern.pe_test_sleep_ns(300_000_000, ctypes.byref(eintr))   # libc: never preempted
+def hog():
+    x = 0
+    for i in range(3_000_000): x += i
+def main():
+    g = preempt.go(sleeper); h = preempt.go(hog)
+    t0 = time.monotonic(); rc = g.join(); dt = time.monotonic() - t0; h.join()
+    return rc, dt
+rc, dt = preempt.run(main)
+assert rc == 0 and dt >= 0.29, (rc, dt)
+print("OK", eintr.value)
+"""
+
+
+def test_native_goroutine_in_nanosleep_still_completes(child, torture_lib):
+    assert child(SLEEPER, torture_lib["path"]).startswith("OK")
