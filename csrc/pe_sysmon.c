@@ -86,9 +86,10 @@ static void pe_sysmon_trip(void)
 }
 
 /* Issue request number req_seq+1. sysmon thread only. */
-static void pe_sysmon_request(int64_t now, uint32_t reason)
+static void pe_sysmon_request(int64_t now, uint32_t reason, uint64_t tick)
 {
     STORE(req_ns, now);
+    STORE(req_tick, tick);
     STORE(req_reason, reason);
     STORE(req_seq, LOAD(req_seq) + 1);
     BUMP(n_requests);
@@ -186,7 +187,7 @@ static void *pe_sysmon_main(void *arg)
             }
             wake = next_repoke < next_signal ? next_repoke : next_signal;
         } else if (running && (now - seen_when >= pe_sm_slice_ns || deadline <= now)) {
-            pe_sysmon_request(now, deadline <= now ? PE_REASON_TIMER : PE_REASON_SLICE);
+            pe_sysmon_request(now, deadline <= now ? PE_REASON_TIMER : PE_REASON_SLICE, tick);
             req_tick = tick;
             seen_when = now; /* the next slice request for this tick is one slice away */
             next_repoke = now + PE_REPOKE_NS;

@@ -123,6 +123,7 @@ typedef struct {
     int64_t  req_ns;           /* sysmon: when req_seq was made (CLOCK_MONOTONIC ns) */
     uint32_t req_reason;       /* sysmon: PE_REASON_* of req_seq */
     uint32_t _pad;
+    uint64_t req_tick;         /* sysmon: schedtick when req_seq was made (stale once it moved) */
     int64_t  max_pending_ns;   /* sysmon: longest a request waited so far (invariant 7) */
     uint64_t n_requests;       /* sysmon statistics */
     uint64_t n_timer_requests;

@@ -139,7 +139,10 @@ class Scheduler:
             dl = next_deadline(self)
             timeout = None if dl == float("inf") else max(0.0, dl - _park.monotonic())
             self.monitor.on_idle()
-            self.poller.poll(timeout)
+            try:
+                self.poller.poll(timeout)
+            finally:
+                self.monitor.on_wake()
             return False
         if self.killing:
             return True            # Gs blocked in their finally blocks: abandon them
@@ -316,6 +319,8 @@ def run(main: Callable[..., Any], *args: Any, slice: Optional[float] = None,
         s.install_sigint()
         if s.slice > 0:
             s.monitor.start(s.slice)
+        else:
+            s.on_switch = None          # no monitor: nothing to tell at each switch
         try:
             s.hub.switch()
         finally:

@@ -68,6 +68,9 @@ class NullMonitor:
     def on_idle(self) -> None:
         pass
 
+    def on_wake(self) -> None:
+        pass
+
     def set_next_deadline(self, t: Optional[float]) -> None:
         pass
 

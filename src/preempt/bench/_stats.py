@@ -31,5 +31,5 @@ def table(title: str, columns: List[str], rows: Iterable[Sequence[object]]) -> s
 
 def _fmt(v: object) -> str:
     if isinstance(v, float):
-        return f"{v:.1f}" if v < 1000 else f"{v:.0f}"
+        return f"{v:.2f}" if v < 10 else (f"{v:.1f}" if v < 1000 else f"{v:.0f}")
     return str(v)
