@@ -118,6 +118,7 @@ PE_HIDDEN void pe_py_raise_on_return(int code);
 
 /* pe_pyoffsets.c */
 PE_HIDDEN void *pe_py_eval_breaker_addr(void);
+PE_HIDDEN const int *pe_py_gil_locked_addr(void);
 
 /* pe_signal.c */
 PE_HIDDEN int pe_signal_install(void);

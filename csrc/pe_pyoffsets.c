@@ -14,16 +14,28 @@
  * On 3.13+ the breaker lives in each thread state and PyErr_SetInterruptEx sets the main
  * thread's bit from any thread: no poke is needed, and this returns -1. Where the internal
  * headers are missing, it returns -1 too and sysmon falls back to signalling the M.
+ *
+ * The second fact is the GIL's "locked" word (in _PyRuntime.ceval.gil on 3.10-3.11, behind
+ * interp->ceval.gil on 3.12+). When a request is pending and nobody holds the GIL, the M is in
+ * native code or a blocking call — no bytecode will run to take a poke — so sysmon signals it
+ * at once instead of waiting out the grace period. Read-only, racy by design: a wrong guess
+ * costs one declined signal or one grace period, never correctness.
  */
 #define Py_BUILD_CORE 1
 #include <Python.h>
 
 #include <stddef.h>
 
-#if PY_VERSION_HEX < 0x030D0000 && defined(__has_include)
+#if defined(__has_include)
 #if __has_include(<internal/pycore_interp.h>)
 #include <internal/pycore_interp.h>
+#if PY_VERSION_HEX < 0x030C0000
+#include <internal/pycore_runtime.h>
+#endif
+#define PE_HAVE_INTERNALS 1
+#if PY_VERSION_HEX < 0x030D0000
 #define PE_HAVE_EVAL_BREAKER_OFFSET 1
+#endif
 #endif
 #endif
 
@@ -38,6 +50,24 @@ PE_HIDDEN void *pe_py_eval_breaker_addr(void)
     if (!interp)
         return NULL;
     return (char *)interp + offsetof(PyInterpreterState, ceval.eval_breaker);
+#else
+    return NULL;
+#endif
+}
+
+/* Address of the GIL's "locked" word, or NULL where unknown. Any thread (the GIL state of the
+ * main interpreter lives as long as the interpreter). */
+PE_HIDDEN const int *pe_py_gil_locked_addr(void)
+{
+#ifdef PE_HAVE_INTERNALS
+#if PY_VERSION_HEX >= 0x030C0000
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    if (!interp || !interp->ceval.gil)
+        return NULL;
+    return (const int *)&interp->ceval.gil->locked;
+#else
+    return (const int *)&_PyRuntime.ceval.gil.locked;
+#endif
 #else
     return NULL;
 #endif

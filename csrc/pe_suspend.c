@@ -241,26 +241,33 @@ PE_HIDDEN void pe_async_preempt_entry(pe_gregs_t *regs, void *xsave)
         PE_THROW("trampoline entered without an accepted request");
     uint32_t gen = PE_SUSP_GEN(w);
     uint32_t kind = PE_SUSP_KIND(w);
-    atomic_store(&t->regs, regs);
-    atomic_store(&t->xsave, xsave);
     int64_t now = pe_now_ns();
     atomic_store(&t->parked_ns, now);
     atomic_store(&t->last_latency_ns, now - atomic_load(&t->req_ns));
     atomic_fetch_add(&t->accepted, 1);
     pe_preempt_hook_t hook = __atomic_load_n(&pe_preempt_hook, __ATOMIC_ACQUIRE);
-    atomic_store(&t->susp, PE_SUSP(gen, kind, PE_SUSP_PARKED));
-    pe_futex_wake(&t->susp);
     if (kind == PE_REQ_PREEMPT && hook) {
+        /* A goroutine-level park: the hook switches greenlets, and other goroutines on this
+         * same thread may be preempted into their own trampolines before this one resumes.
+         * So the thread's state word is free again now; this frame and its XSAVE area live on
+         * the goroutine's stack, which greenlet saves and restores with it. */
+        atomic_store(&t->susp, PE_SUSP(gen, PE_REQ_NONE, PE_SUSP_IDLE));
+        pe_futex_wake(&t->susp);
         int code = hook((int32_t)(t - pe_threads));
         if (code != PE_HOOK_CONTINUE)
             pe_py_raise_on_return(code);
-    } else {
-        for (;;) {
-            w = atomic_load(&t->susp);
-            if (PE_SUSP_ST(w) != PE_SUSP_PARKED)
-                break;
-            pe_futex_wait(&t->susp, w, -1);
-        }
+        errno = saved_errno;
+        return;
+    }
+    atomic_store(&t->regs, regs);
+    atomic_store(&t->xsave, xsave);
+    atomic_store(&t->susp, PE_SUSP(gen, kind, PE_SUSP_PARKED));
+    pe_futex_wake(&t->susp);
+    for (;;) {
+        w = atomic_load(&t->susp);
+        if (PE_SUSP_ST(w) != PE_SUSP_PARKED)
+            break;
+        pe_futex_wait(&t->susp, w, -1);
     }
     if (atomic_load(&pe_debug_scramble))
         pe_cpu_scramble_extended_state();

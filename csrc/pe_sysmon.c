@@ -45,6 +45,7 @@
 
 #define PE_REPOKE_NS 100000LL
 #define PE_GRACE_NS 200000LL
+#define PE_GRACE_GIL_FREE_NS 10000LL  /* nobody holds the GIL: the M runs no bytecode */
 #define PE_SIGNAL_BACKOFF_MAX_NS 50000000LL
 #define PE_IDLE_SLEEP_NS 50000000LL
 
@@ -58,6 +59,7 @@ static int32_t pe_sm_m_slot;            /* the M's registry handle, for async pr
 static uint32_t pe_sm_m_gen;
 static _Atomic int pe_sm_stop;
 static void *pe_sm_breaker;             /* eval_breaker to poke (3.10-3.12) or NULL */
+static const int *pe_sm_gil_locked;     /* the GIL's locked word, or NULL (pe_pyoffsets.c) */
 static pthread_mutex_t pe_sm_mu = PTHREAD_MUTEX_INITIALIZER; /* start/stop only */
 
 #define LOAD(f) __atomic_load_n(&pe_sm.f, __ATOMIC_ACQUIRE)
@@ -167,6 +169,9 @@ static void *pe_sysmon_main(void *arg)
         }
         if (pending) {
             int64_t age = now - LOAD(req_ns);
+            if (pe_sm_gil_locked && __atomic_load_n(pe_sm_gil_locked, __ATOMIC_RELAXED) == 0 &&
+                next_signal > LOAD(req_ns) + PE_GRACE_GIL_FREE_NS && signal_backoff == PE_GRACE_NS)
+                next_signal = LOAD(req_ns) + PE_GRACE_GIL_FREE_NS; /* first signal only */
             if (age > LOAD(max_pending_ns))
                 STORE(max_pending_ns, age);
             if (now >= next_signal) {
@@ -192,8 +197,10 @@ static void *pe_sysmon_main(void *arg)
             seen_when = now; /* the next slice request for this tick is one slice away */
             next_repoke = now + PE_REPOKE_NS;
             next_signal = now + PE_GRACE_NS;
+            if (pe_sm_gil_locked && __atomic_load_n(pe_sm_gil_locked, __ATOMIC_RELAXED) == 0)
+                next_signal = now + PE_GRACE_GIL_FREE_NS;
             signal_backoff = PE_GRACE_NS;
-            wake = next_repoke;
+            wake = next_repoke < next_signal ? next_repoke : next_signal;
         } else if (running) {
             int64_t end = seen_when + pe_sm_slice_ns;
             wake = end < deadline ? end : deadline;
@@ -226,6 +233,7 @@ int pe_sysmon_start(int slot_signum, int64_t slice_ns, int32_t m_slot, uint32_t 
     pe_sm_slot_signum = slot_signum;
     pe_sm_slice_ns = slice_ns;
     pe_sm_breaker = pe_py_eval_breaker_addr();
+    pe_sm_gil_locked = pe_py_gil_locked_addr();
     atomic_store(&pe_sm_m_tid, atomic_load(&m->tid));
     pe_sm_m_slot = m_slot;
     pe_sm_m_gen = m_gen;

@@ -99,7 +99,9 @@ def main():
 out, st = preempt.run(main)
 assert all(o == [ref, ref] for o in out[:3]), out[:3]
 assert out[3] == out[4] == sum(range(2_000_000))
-assert st["async"]["count"] >= 3 and len(ticks) >= 20, (st["async"], len(ticks))
+# six native calls of ~150 ms at 10 ms slices: each must have been preempted several times,
+# including while other goroutines were themselves parked inside native code
+assert st["async"]["count"] >= 18 and len(ticks) >= 20, (st["async"], len(ticks))
 print("OK", len(ticks), st["async"]["count"])
 """
 

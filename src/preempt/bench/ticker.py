@@ -1,7 +1,9 @@
 """Ticker lateness under CPU-bound load (DESIGN.md §7, benchmark 1).
 
 One task sleeps 1 ms in a loop and records how late each wake-up is, while four CPU-bound tasks
-each run a fixed pure-Python loop. The same shape runs on every runtime available:
+each run a fixed pure-Python loop (``work="python"``), or the same time of native code with the
+GIL released (``work="native"``: preempt._kernels.pek_spin, registered preemptible for preempt).
+The same shape runs on every runtime available:
 
 * ``preempt``   goroutines; the hogs are preempted at the end of their slice, or at once when
                 the ticker's timer is due (timer-driven preemption);
@@ -33,6 +35,30 @@ def _hog(n: int) -> int:
     return x
 
 
+def _native_hog_fn():
+    """(fn, iterations-per-second) for the native hog: preempt._kernels.pek_spin, GIL released."""
+    from .. import _kernels  # type: ignore[attr-defined]
+
+    lib = _kernels.lib
+    t0 = time.perf_counter()
+    lib.pek_spin(2_000_000)
+    rate = 2_000_000 / max(time.perf_counter() - t0, 1e-6)
+    return lib.pek_spin, rate
+
+
+_WORK = "python"     # set by the child's argv: "python" or "native"
+
+
+def _work_fn(n: int):
+    """The hog each runtime runs: a pure-Python loop of n rounds, or the native kernel for as long."""
+    if _WORK == "python":
+        return _hog
+    spin, rate = _native_hog_fn()
+    # n Python rounds take about n / 12e6 s on this class of machine: keep the same duration
+    iters = int(rate * n / 12e6)
+    return lambda _n: spin(iters)
+
+
 def _run_preempt(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
     import preempt
 
@@ -44,20 +70,40 @@ def _run_preempt(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
             preempt.sleep(TICK)
             late.append((time.perf_counter() - t0 - TICK) * 1e6)
 
+    hog = _work_fn(n)
+    if _WORK == "native":
+        from .. import _kernels  # type: ignore[attr-defined]
+
+        kern = preempt.preemptible(_kernels.lib, reentrant=True)
+        spin, rate = _native_hog_fn()
+        iters = int(rate * n / 12e6)
+        hog = lambda _n: kern.pek_spin(iters)  # noqa: E731
+
     def main():
         stop = preempt.Event()
         tk = preempt.go(ticker, stop, name="ticker")
         t0 = time.perf_counter()
-        gs = [preempt.go(_hog, n, name=f"hog{i}") for i in range(hogs)]
+        gs = [preempt.go(hog, n, name=f"hog{i}") for i in range(hogs)]
         for g in gs:
             g.join()
         wall = time.perf_counter() - t0
+        st = preempt.stats()
         stop.set()
         tk.join()
-        return wall
+        return wall, st
 
-    wall = preempt.run(main, slice=slice_s)
-    return {"late_us": late, "wall_s": wall}
+    wall, st = preempt.run(main, slice=slice_s)
+    return {"late_us": late, "wall_s": wall, "stats": _jsonable(st)}
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (int, float, str, bool)) or x is None:
+        return x
+    return repr(x)
 
 
 def _run_asyncio(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
@@ -71,8 +117,10 @@ def _run_asyncio(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
             await asyncio.sleep(TICK)
             late.append((time.perf_counter() - t0 - TICK) * 1e6)
 
+    hog_fn = _work_fn(n)
+
     async def hog():
-        return _hog(n)
+        return hog_fn(n)
 
     async def main():
         stop = asyncio.Event()
@@ -104,7 +152,8 @@ def _run_gevent(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
     tk = gevent.spawn(ticker, stop)
     gevent.sleep(0)
     t0 = time.perf_counter()
-    gevent.joinall([gevent.spawn(_hog, n) for _ in range(hogs)])
+    hog_fn = _work_fn(n)
+    gevent.joinall([gevent.spawn(hog_fn, n) for _ in range(hogs)])
     wall = time.perf_counter() - t0
     stop.set()
     tk.join()
@@ -126,7 +175,8 @@ def _run_threading(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
     tk = threading.Thread(target=ticker)
     tk.start()
     t0 = time.perf_counter()
-    ts = [threading.Thread(target=_hog, args=(n,)) for _ in range(hogs)]
+    hog_fn = _work_fn(n)
+    ts = [threading.Thread(target=hog_fn, args=(n,)) for _ in range(hogs)]
     for t in ts:
         t.start()
     for t in ts:
@@ -137,11 +187,11 @@ def _run_threading(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
     return {"late_us": late, "wall_s": wall}
 
 
-def run_child(runtime: str, n: int, hogs: int = 4, slice_s: float = 0.010,
-              timeout: float = 300) -> Optional[Dict[str, object]]:
-    """Runs one runtime in a child interpreter; None (with a reason) when it is unavailable."""
-    p = subprocess.run([sys.executable, "-m", "preempt.bench.ticker", runtime, str(n), str(hogs), str(slice_s)],
-                       capture_output=True, text=True, timeout=timeout)
+def run_child(runtime: str, n: int, hogs: int = 4, slice_s: float = 0.010, work: str = "python",
+              timeout: float = 300) -> Dict[str, object]:
+    """Runs one runtime in a child interpreter. ``{"skipped": why}`` when it is unavailable."""
+    p = subprocess.run([sys.executable, "-m", "preempt.bench.ticker", runtime, str(n), str(hogs),
+                        str(slice_s), work], capture_output=True, text=True, timeout=timeout)
     if p.returncode == 3:
         return {"skipped": p.stdout.strip() or p.stderr.strip()}
     if p.returncode != 0:
@@ -150,7 +200,9 @@ def run_child(runtime: str, n: int, hogs: int = 4, slice_s: float = 0.010,
 
 
 def _child(argv: List[str]) -> int:
+    global _WORK
     runtime, n, hogs, slice_s = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
+    _WORK = argv[4] if len(argv) > 4 else "python"
     if runtime not in RUNTIMES:
         print(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}", file=sys.stderr)
         return 2
