@@ -1,29 +1,194 @@
-"""``python -m preempt.bench [--n N]``: run preempt's benchmarks and print their tables."""
+"""``python -m preempt.bench``: preempt's benchmarks, beside asyncio, gevent and threading.
+
+Runs, in order (DESIGN.md §7): ticker lateness under 4 CPU-bound Python tasks; the same under 4
+native tasks (GIL released); preemption latency per path, from the runtime's own timestamps;
+thread suspension latency beside a bare signal; switch costs. Prints one table per benchmark and
+writes every sample and machine facts to ``<out>/results.json``.
+
+    python -m preempt.bench            # default: ~1-2 minutes
+    python -m preempt.bench --quick    # a fast smoke run (used by the tests)
+    python -m preempt.bench --full     # more repetitions
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
+import shutil
+import statistics
 import sys
+import time
+from typing import Any, Dict, List
+
+from ._stats import percentiles, table
+
+BENCHES = ("ticker", "native", "latency", "suspend", "switch")
+
+
+def _machine() -> Dict[str, Any]:
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = []
+    return {"cpu": cpu, "cores": os.cpu_count(), "affinity": affinity, "kernel": platform.release(),
+            "python": platform.python_version(), "implementation": platform.python_implementation(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+class Progress:
+    """One line per step: [k/N] what, then how long it took."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.k, self.t0 = total, 0, time.perf_counter()
+
+    def step(self, what: str) -> None:
+        self.k += 1
+        width = 20
+        done = int(width * (self.k - 1) / self.total)
+        bar = "#" * done + "." * (width - done)
+        print(f"[{bar}] {self.k}/{self.total} {what} ({time.perf_counter() - self.t0:.0f} s)",
+              file=sys.stderr, flush=True)
+
+
+def _ticker_table(title: str, res: Dict[str, Any]) -> str:
+    rows: List[List[object]] = []
+    notes: List[str] = []
+    walls = {rt: statistics.median(r["walls"]) for rt, r in res.items() if "walls" in r}
+    base = walls.get("asyncio")
+    for rt, r in res.items():
+        if "skipped" in r:
+            rows.append([rt, "skipped", "-", "-", "-", "-", "-", "-"])
+            notes.append(f"  {rt} skipped: {r['skipped']}")
+            continue
+        lat = r["late_us"]
+        if lat:
+            p = percentiles(lat)
+            spread = f"{min(r['p99s']):.0f}-{max(r['p99s']):.0f}"
+            rows.append([rt, p["n"], p["p50"], p["p99"], spread, p["max"], walls[rt],
+                         f"{walls[rt] / base:.3f}" if base else "-"])
+        else:
+            rows.append([rt, 0, "-", "-", "-", "-", walls[rt], "-"])
+    runs = max((len(r.get("walls", [])) for r in res.values()), default=0)
+    notes.append(f"  pooled over {runs} run(s); p99 spread = lowest-highest p99 of single runs; "
+                 "asyncio and gevent never yield inside the hogs, so their ticker waits for all the work")
+    return table(title, ["runtime", "ticks", "p50 µs", "p99 µs", "p99 spread", "max µs", "work s",
+                         "wall/asyncio"], rows) + "\n" + "\n".join(notes)
+
+
+def run_ticker(work: str, n: int, runs: int, prog: Progress) -> Dict[str, Any]:
+    from . import ticker
+
+    out: Dict[str, Any] = {}
+    for rt in ticker.RUNTIMES:
+        prog.step(f"ticker ({work} hogs) on {rt}")
+        r: Dict[str, Any] = {"late_us": [], "walls": [], "p99s": [], "path_latency": {"sync_us": [], "async_us": []}}
+        for i in range(runs):
+            d = ticker.run_child(rt, n, work=work)
+            if "skipped" in d:
+                r = {"skipped": d["skipped"]}
+                break
+            r["late_us"] += d["late_us"]
+            r["walls"].append(d["wall_s"])
+            r["p99s"].append(percentiles(d["late_us"])["p99"] if d["late_us"] else float("nan"))
+            for k, v in d.get("path_latency", {}).items():
+                r["path_latency"][k] += v
+        out[rt] = r
+    return out
+
+
+def _latency_table(res: Dict[str, Any]) -> str:
+    rows = []
+    for label, key, src in (("sync (Python hogs): request -> hook", "sync_us", "ticker"),
+                            ("async (native hogs): signal -> hook", "async_us", "native"),
+                            ("sync escalated (native hogs): request -> hook", "sync_us", "native")):
+        xs = res.get(src, {}).get("preempt", {}).get("path_latency", {}).get(key, [])
+        if xs:
+            p = percentiles(xs)
+            rows.append([label, p["n"], p["p50"], p["p99"], p["max"]])
+    return table("Preemption latency per path (µs, preempt's own timestamps)",
+                 ["path", "n", "p50", "p99", "max"], rows)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m preempt.bench", description=__doc__)
-    p.add_argument("--n", type=int, default=10_000, help="suspensions to measure (default 10000)")
+    p = argparse.ArgumentParser(prog="python -m preempt.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="small fast run (smoke test)")
+    mode.add_argument("--full", action="store_true", help="more repetitions")
+    p.add_argument("--only", default=",".join(BENCHES),
+                   help=f"comma-separated subset of {','.join(BENCHES)}")
+    p.add_argument("--out", default="results", help="folder for results (default ./results)")
+    p.add_argument("--n", type=int, default=None, help="suspensions to measure (default 10000)")
     args = p.parse_args(argv)
-    if args.n < 1000:
+    only = [b.strip() for b in args.only.split(",") if b.strip()]
+    bad = [b for b in only if b not in BENCHES]
+    if bad:
+        p.error(f"unknown benchmark(s) {', '.join(bad)}; choose from {', '.join(BENCHES)}")
+    if args.n is not None and args.n < 1000:
         p.error("--n must be at least 1000 (percentiles need samples)")
+    hog_n, runs, nsusp, rounds, reps = (8_000_000, 3, 10_000, 100_000, 7)
+    if args.quick:
+        hog_n, runs, nsusp, rounds, reps = (300_000, 1, 1000, 5_000, 2)
+    elif args.full:
+        hog_n, runs, nsusp, rounds, reps = (8_000_000, 7, 50_000, 200_000, 15)
+    if args.n:
+        nsusp = args.n
+
     import preempt
 
     ok, why = preempt.available()
-    print(f"preempt {preempt.__version__} on Python {platform.python_version()}, {platform.machine()}, "
-          f"kernel {platform.release()}")
+    facts = _machine()
+    print(f"preempt {preempt.__version__} on {facts['implementation']} {facts['python']}, "
+          f"{facts['cpu'] or platform.machine()}, {facts['cores']} cores, kernel {facts['kernel']}")
     if not ok:
         print(f"preemption unavailable: {why}")
         return 1
-    from . import suspend
+    steps = {"ticker": 4, "native": 4, "latency": 0, "suspend": 1, "switch": 1}
+    prog = Progress(sum(steps[b] for b in only) or 1)
+    results: Dict[str, Any] = {"machine": facts, "mode": "quick" if args.quick else "full" if args.full else "default"}
+    tables: List[str] = []
+    if "ticker" in only:
+        results["ticker"] = run_ticker("python", hog_n, runs, prog)
+        tables.append(_ticker_table("Ticker lateness, 1 ms sleeps under 4 CPU-bound Python tasks",
+                                    results["ticker"]))
+    if "native" in only:
+        results["native"] = run_ticker("native", hog_n, runs, prog)
+        tables.append(_ticker_table("Ticker lateness, 1 ms sleeps under 4 native tasks (GIL released)",
+                                    results["native"]))
+    if "latency" in only and ("ticker" in results or "native" in results):
+        tables.append(_latency_table(results))
+    if "suspend" in only:
+        from . import suspend
 
-    print(suspend.report(suspend.measure(args.n)))
+        prog.step("thread suspension latency")
+        results["suspend"] = suspend.measure(nsusp, warmup=min(500, nsusp // 10))
+        tables.append(suspend.report(results["suspend"]))
+    if "switch" in only:
+        from . import switch
+
+        prog.step("switch costs")
+        results["switch"] = switch.measure(rounds, reps)
+        tables.append(switch.report(results["switch"]))
+    go = shutil.which("go")
+    results["go"] = {"skipped": "Go peers are not written yet" if go else "go is not on PATH"}
+    print()
+    print("\n\n".join(tables))
+    print(f"\nGo (GOMAXPROCS=1): skipped: {results['go']['skipped']}")
+    out = os.path.join(args.out, time.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    print(f"\nAll samples and machine facts: {os.path.abspath(os.path.join(out, 'results.json'))}")
     return 0
 
 

@@ -88,12 +88,16 @@ def _run_preempt(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
             g.join()
         wall = time.perf_counter() - t0
         st = preempt.stats()
+        from .._runtime import _asynchook, _park
+
+        mon = _park.sched.monitor
+        lat = {"sync_us": list(getattr(mon, "latencies_us", [])), "async_us": list(_asynchook.latencies_us)}
         stop.set()
         tk.join()
-        return wall, st
+        return wall, st, lat
 
-    wall, st = preempt.run(main, slice=slice_s)
-    return {"late_us": late, "wall_s": wall, "stats": _jsonable(st)}
+    wall, st, lat = preempt.run(main, slice=slice_s)
+    return {"late_us": late, "wall_s": wall, "stats": _jsonable(st), "path_latency": lat}
 
 
 def _jsonable(x):
