@@ -10,7 +10,10 @@
  *      retake, sysmon notes when it first saw each schedtick value, so a goroutine runs between
  *      one and two slices;
  *   2. timer: the earliest timer the hub published is due while a goroutine computes (Go does
- *      not do this): the goroutine is preempted at once so the sleeper wakes on time.
+ *      not do this): the goroutine is preempted at once so the sleeper wakes on time. To keep
+ *      many timers from becoming a preemption storm, timer-driven requests are at least
+ *      PE_TIMER_QUANTUM_NS apart: deadlines closer than that are coalesced into one switch to
+ *      the hub, which runs every timer that is due.
  *
  * A request is numbered (req_seq) and made by tripping SLOT, a signal number used only as a slot
  * in CPython's handler table: PyErr_SetInterruptEx(SLOT) marks it pending; on 3.10-3.12 sysmon
@@ -48,6 +51,7 @@
 #define PE_GRACE_GIL_FREE_NS 10000LL  /* nobody holds the GIL: the M runs no bytecode */
 #define PE_SIGNAL_BACKOFF_MAX_NS 50000000LL
 #define PE_IDLE_SLEEP_NS 50000000LL
+#define PE_TIMER_QUANTUM_NS 200000LL  /* at most one timer-driven request per 200 us */
 
 static pe_sysmon_shared_t pe_sm;        /* the shared words (one M per process in version 1) */
 static pthread_t pe_sm_thread;
@@ -145,6 +149,7 @@ static void *pe_sysmon_main(void *arg)
     int64_t seen_when = pe_now_ns();
     uint64_t req_tick = 0;           /* schedtick when the outstanding request was made */
     int async_claimed = 0;           /* we asked the M for an async preemption */
+    int64_t last_timer_req = 0;      /* when the last timer-driven request was made */
     int64_t next_repoke = 0, next_signal = 0, signal_backoff = PE_GRACE_NS;
 
     while (!atomic_load(&pe_sm_stop)) {
@@ -191,8 +196,12 @@ static void *pe_sysmon_main(void *arg)
                 next_repoke = now + PE_REPOKE_NS;
             }
             wake = next_repoke < next_signal ? next_repoke : next_signal;
-        } else if (running && (now - seen_when >= pe_sm_slice_ns || deadline <= now)) {
-            pe_sysmon_request(now, deadline <= now ? PE_REASON_TIMER : PE_REASON_SLICE, tick);
+        } else if (running && (now - seen_when >= pe_sm_slice_ns ||
+                               (deadline <= now && now - last_timer_req >= PE_TIMER_QUANTUM_NS))) {
+            int timer = now - seen_when < pe_sm_slice_ns;
+            if (timer)
+                last_timer_req = now;
+            pe_sysmon_request(now, timer ? PE_REASON_TIMER : PE_REASON_SLICE, tick);
             req_tick = tick;
             seen_when = now; /* the next slice request for this tick is one slice away */
             next_repoke = now + PE_REPOKE_NS;
@@ -203,7 +212,10 @@ static void *pe_sysmon_main(void *arg)
             wake = next_repoke < next_signal ? next_repoke : next_signal;
         } else if (running) {
             int64_t end = seen_when + pe_sm_slice_ns;
-            wake = end < deadline ? end : deadline;
+            int64_t due = deadline;
+            if (due <= now) /* due, but a timer request was made less than a quantum ago */
+                due = last_timer_req + PE_TIMER_QUANTUM_NS;
+            wake = end < due ? end : due;
         }
         int64_t d = wake - pe_now_ns();
         if (d > 0) {

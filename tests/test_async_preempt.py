@@ -212,3 +212,25 @@ print("OK", eintr.value)
 
 def test_native_goroutine_in_nanosleep_still_completes(child, torture_lib):
     assert child(SLEEPER, torture_lib["path"]).startswith("OK")
+
+
+STUCK = HEAD + """
+pylib = ctypes.PyDLL(sys.argv[1])            # calls keep the GIL: no safe-point of any kind
+pylib.pe_test_spin.argtypes = [ctypes.c_uint64]; pylib.pe_test_spin.restype = ctypes.c_uint64
+iters = spin_iters(lib, 0.3)
+def holder():
+    pylib.pe_test_spin(iters)
+def main():
+    g = preempt.go(holder, name="gil-holder")
+    g.join()
+    return preempt.stats()
+st = preempt.run(main)
+stuck = [s for s in st["stuck"] if s["goroutine"] == "gil-holder"]
+assert stuck and stuck[0]["ms"] >= 100, st["stuck"]
+assert "holder" in stuck[0]["where"], stuck
+print("OK", stuck)
+"""
+
+
+def test_goroutine_out_of_reach_is_reported(child, torture_lib):
+    assert child(STUCK, torture_lib["path"]).startswith("OK")

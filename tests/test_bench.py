@@ -21,15 +21,17 @@ def test_quick_run_writes_every_benchmark_to_json(tmp_path):
     res = json.loads(files[0].read_text())
     assert res["machine"]["python"] and res["mode"] == "quick"
     for work in ("ticker", "native"):
-        assert set(res[work]) == {"preempt", "asyncio", "gevent", "threading"}
+        assert set(res[work]) == {"preempt", "asyncio", "gevent", "threading", "go"}
         pre = res[work]["preempt"]
         assert pre["late_us"] and all(isinstance(x, float) for x in pre["late_us"])
         assert pre["walls"] and pre["walls"][0] > 0
     assert res["native"]["preempt"]["path_latency"]["async_us"], "no async preemption measured"
     assert res["suspend"]["suspend: request -> parked (one-way)"]["n"] == 1000
     assert res["switch"]["chan ping-pong round trip"]["median"] > 0
+    assert res["sleepers"]["sleepers"] == 1000 and res["sleepers"]["beside"][0]["wakes"] > 0
     # every table is printed, and the JSON path is named at the end
-    for title in ("Ticker lateness", "Preemption latency per path", "Suspension latency", "Switch costs"):
+    for title in ("Ticker lateness", "Preemption latency per path", "Many sleeping goroutines",
+                  "Suspension latency", "Switch costs"):
         assert title in p.stdout
     assert str(files[0].resolve()) in p.stdout
 
@@ -48,7 +50,12 @@ def test_missing_peer_is_reported_skipped(tmp_path):
     else:
         assert "gevent" in res["ticker"]["gevent"]["skipped"]
         assert "gevent skipped" in p.stdout
-    assert "go" in res and "skipped" in res["go"]
+    import shutil
+
+    if shutil.which("go"):
+        assert res["ticker"]["go"]["late_us"], res["ticker"]["go"]
+    else:
+        assert "go is not on PATH" in res["ticker"]["go"]["skipped"]
 
 
 def test_bad_options_give_clear_errors(tmp_path):

@@ -12,7 +12,9 @@ M's next eval-breaker check after sysmon trips it:
   idle M;
 * ``set_next_deadline`` publishes the earliest timer and wakes sysmon when it moved earlier;
 * the SLOT handler runs ``_preempt._preempt_hook``, which reads ``req_seq`` and acknowledges
-  with ``ack`` (sysmon stops re-poking), recording request -> hook latency for ``stats()``.
+  with ``ack`` (sysmon stops re-poking), recording request -> hook latency for ``stats()``;
+  a request answered only after ``stuck_us`` (5 slices, at least 50 ms: C code holding the GIL,
+  say) is recorded with the goroutine and where it was (``stats()["stuck"]``, invariant 7).
 
 SLOT is ``SIGRTMAX``: CPython runs pending handlers in signal-number order, so ours comes last
 and never delays another Python handler; the OS never raises it on its own. If user code
@@ -22,6 +24,7 @@ replaces the handler, the hook stops running: ``check()`` reports it.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from typing import Any, List, Optional
@@ -32,6 +35,7 @@ from ._sysmon import NullMonitor
 
 SLOT = signal.SIGRTMAX
 _LAT_KEEP = 4096
+_STUCK_KEEP = 20
 
 
 class CoreMonitor(NullMonitor):
@@ -46,6 +50,8 @@ class CoreMonitor(NullMonitor):
         self._old: Any = None
         self._published = 2**63 - 1
         self.latencies_us: List[float] = []   # request -> hook, most recent _LAT_KEEP
+        self.stuck: List[dict] = []           # requests answered after stuck_us (invariant 7)
+        self.stuck_us = 50_000.0
         ffi = _corelib.core()[0]
         self._tick = memoryview(ffi.buffer(ffi.addressof(self.sh, "schedtick"), 8)).cast("Q")
         tick = self._tick
@@ -57,6 +63,8 @@ class CoreMonitor(NullMonitor):
 
     def start(self, slice_seconds: float) -> None:
         from .. import threads
+
+        self.stuck_us = max(50_000.0, 5 * slice_seconds * 1e6)
 
         self._old = signal.signal(SLOT, self._on_slot)
         m = threads.current()
@@ -109,6 +117,22 @@ class CoreMonitor(NullMonitor):
         lats.append(lat)
         if len(lats) > _LAT_KEEP:
             del lats[: len(lats) - _LAT_KEEP]
+        if lat >= self.stuck_us:
+            self._record_stuck(lat)
+
+    def _record_stuck(self, lat_us: float) -> None:
+        """Invariant 7: a goroutine that stayed out of reach past the threshold is reported."""
+        g = self.sched.cur
+        f = sys._getframe(2)
+        while f is not None:
+            name = f.f_globals.get("__name__") or ""
+            if not name.startswith("preempt") or name.startswith("preempt.bench"):
+                break
+            f = f.f_back
+        where = f"{f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}" if f else "?"
+        self.stuck.append({"goroutine": getattr(g, "name", None), "id": getattr(g, "id", None),
+                           "ms": round(lat_us / 1000, 3), "where": where})
+        del self.stuck[:-_STUCK_KEEP]
 
     def counters(self) -> dict:
         sh = self.sh
@@ -123,7 +147,8 @@ class CoreMonitor(NullMonitor):
 
         sh = self.sh
         return {"async": {"count": _asynchook.count, **_percentiles([x / 1e6 for x in _asynchook.latencies_us])},
-                "timer": {"count": sh.n_timer_requests}}
+                "timer": {"count": sh.n_timer_requests},
+                "stuck": list(self.stuck)}
 
     def check(self) -> Optional[str]:
         """None while the SLOT handler is ours, else what went wrong."""

@@ -2,7 +2,8 @@
 
 Runs, in order (DESIGN.md §7): ticker lateness under 4 CPU-bound Python tasks; the same under 4
 native tasks (GIL released); preemption latency per path, from the runtime's own timestamps;
-thread suspension latency beside a bare signal; switch costs. Prints one table per benchmark and
+a hog's throughput beside 1,000 sleeping goroutines; thread suspension latency beside a bare
+signal; switch costs. Prints one table per benchmark and
 writes every sample and machine facts to ``<out>/results.json``.
 
     python -m preempt.bench            # default: ~1-2 minutes
@@ -16,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
 import time
@@ -24,7 +24,7 @@ from typing import Any, Dict, List
 
 from ._stats import percentiles, table
 
-BENCHES = ("ticker", "native", "latency", "suspend", "switch")
+BENCHES = ("ticker", "native", "latency", "sleepers", "suspend", "switch")
 
 
 def _machine() -> Dict[str, Any]:
@@ -75,12 +75,13 @@ def _ticker_table(title: str, res: Dict[str, Any]) -> str:
             p = percentiles(lat)
             spread = f"{min(r['p99s']):.0f}-{max(r['p99s']):.0f}"
             rows.append([rt, p["n"], p["p50"], p["p99"], spread, p["max"], walls[rt],
-                         f"{walls[rt] / base:.3f}" if base else "-"])
+                         f"{walls[rt] / base:.3f}" if base and rt != "go" else "-"])
         else:
             rows.append([rt, 0, "-", "-", "-", "-", walls[rt], "-"])
     runs = max((len(r.get("walls", [])) for r in res.values()), default=0)
     notes.append(f"  pooled over {runs} run(s); p99 spread = lowest-highest p99 of single runs; "
-                 "asyncio and gevent never yield inside the hogs, so their ticker waits for all the work")
+                 "asyncio and gevent never yield inside the hogs, so their ticker waits for all the work;")
+    notes.append("  go: GOMAXPROCS=1, hogs of native code sized to the same duration (work s is Go's own)")
     return table(title, ["runtime", "ticks", "p50 µs", "p99 µs", "p99 spread", "max µs", "work s",
                          "wall/asyncio"], rows) + "\n" + "\n".join(notes)
 
@@ -153,7 +154,7 @@ def main(argv=None) -> int:
     if not ok:
         print(f"preemption unavailable: {why}")
         return 1
-    steps = {"ticker": 4, "native": 4, "latency": 0, "suspend": 1, "switch": 1}
+    steps = {"ticker": 5, "native": 5, "latency": 0, "sleepers": 1, "suspend": 1, "switch": 1}
     prog = Progress(sum(steps[b] for b in only) or 1)
     results: Dict[str, Any] = {"machine": facts, "mode": "quick" if args.quick else "full" if args.full else "default"}
     tables: List[str] = []
@@ -167,6 +168,12 @@ def main(argv=None) -> int:
                                     results["native"]))
     if "latency" in only and ("ticker" in results or "native" in results):
         tables.append(_latency_table(results))
+    if "sleepers" in only:
+        from . import sleepers
+
+        prog.step("1,000 sleeping goroutines beside a hog")
+        results["sleepers"] = sleepers.measure(hog_n // 2, runs=runs)
+        tables.append(sleepers.report(results["sleepers"]))
     if "suspend" in only:
         from . import suspend
 
@@ -178,12 +185,10 @@ def main(argv=None) -> int:
 
         prog.step("switch costs")
         results["switch"] = switch.measure(rounds, reps)
+        results["switch"]["go"] = switch.measure_go(rounds, reps)
         tables.append(switch.report(results["switch"]))
-    go = shutil.which("go")
-    results["go"] = {"skipped": "Go peers are not written yet" if go else "go is not on PATH"}
     print()
     print("\n\n".join(tables))
-    print(f"\nGo (GOMAXPROCS=1): skipped: {results['go']['skipped']}")
     out = os.path.join(args.out, time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "results.json"), "w") as f:

@@ -93,12 +93,28 @@ def measure(rounds: int = 100_000, repeat: int = 7) -> dict:
     return out
 
 
+def measure_go(rounds: int = 100_000, repeat: int = 7) -> dict:
+    """The Go peer's figures (GOMAXPROCS=1), or {"skipped": why}."""
+    from . import _go
+
+    try:
+        return _go.run("switch", ["-rounds", str(rounds), "-repeat", str(repeat)])
+    except _go.GoUnavailable as e:
+        return {"skipped": str(e)}
+
+
 def report(res: dict) -> str:
     from ._stats import table
 
-    rows = [[k, v["median"], v["min"], v["max"], v["runs"]] for k, v in res.items()]
-    return table("Switch costs (µs per operation, median of runs)",
-                 ["operation", "median", "min", "max", "runs"], rows)
+    go = res.get("go", {})
+    rows = [[k, v["median"], v["min"], v["max"], v["runs"],
+             f"{go[k]:.2f}" if isinstance(go.get(k), float) else "-"]
+            for k, v in res.items() if k != "go"]
+    out = table("Switch costs (µs per operation, median of runs)",
+                ["operation", "median", "min", "max", "runs", "Go (GOMAXPROCS=1)"], rows)
+    if "skipped" in go:
+        out += f"\n  Go skipped: {go['skipped']}"
+    return out
 
 
 def main() -> None:

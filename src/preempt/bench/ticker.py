@@ -9,7 +9,9 @@ The same shape runs on every runtime available:
                 the ticker's timer is due (timer-driven preemption);
 * ``asyncio``   coroutines: the hogs never await, so the ticker starves until they finish;
 * ``gevent``    greenlets: the same starvation (skipped when gevent is not installed);
-* ``threading`` OS threads: the GIL's 5 ms switch interval decides.
+* ``threading`` OS threads: the GIL's 5 ms switch interval decides;
+* ``go``        Go 1.19 with GOMAXPROCS=1 (go/ticker.go), hogs sized to the same duration as the
+                native hogs; Go preempts after 10 ms (skipped when ``go`` is not installed).
 
 Each runtime runs in its own child interpreter (``python -m preempt.bench.ticker RUNTIME``), so
 that signal handlers, monkey-patching and thread pools never leak from one into another. The
@@ -24,7 +26,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-RUNTIMES = ("preempt", "asyncio", "gevent", "threading")
+RUNTIMES = ("preempt", "asyncio", "gevent", "threading", "go")
 TICK = 0.001
 
 
@@ -194,6 +196,13 @@ def _run_threading(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
 def run_child(runtime: str, n: int, hogs: int = 4, slice_s: float = 0.010, work: str = "python",
               timeout: float = 300) -> Dict[str, object]:
     """Runs one runtime in a child interpreter. ``{"skipped": why}`` when it is unavailable."""
+    if runtime == "go":
+        from . import _go
+
+        try:
+            return _go.run("ticker", ["-hogs", str(hogs), "-hogms", str(n / 12e6 * 1e3)], timeout)
+        except _go.GoUnavailable as e:
+            return {"skipped": str(e)}
     p = subprocess.run([sys.executable, "-m", "preempt.bench.ticker", runtime, str(n), str(hogs),
                         str(slice_s), work], capture_output=True, text=True, timeout=timeout)
     if p.returncode == 3:
