@@ -34,6 +34,12 @@ def test_quick_run_writes_every_benchmark_to_json(tmp_path):
                   "Suspension latency", "Switch costs"):
         assert title in p.stdout
     assert str(files[0].resolve()) in p.stdout
+    pngs = sorted(x.name for x in files[0].parent.glob("*.png"))
+    try:
+        import matplotlib  # noqa: F401
+        assert pngs == ["native_cdf.png", "switch_costs.png", "ticker_cdf.png"], pngs
+    except ImportError:
+        assert pngs == [] and "Plots skipped: matplotlib is not installed" in p.stdout
 
 
 def test_missing_peer_is_reported_skipped(tmp_path):

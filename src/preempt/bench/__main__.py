@@ -193,6 +193,13 @@ def main(argv=None) -> int:
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=str)
+    try:
+        from . import _plots
+
+        for path in _plots.write(results, out):
+            print(f"Plot: {os.path.abspath(path)}")
+    except ImportError:
+        print("Plots skipped: matplotlib is not installed (pip install matplotlib)")
     print(f"\nAll samples and machine facts: {os.path.abspath(os.path.join(out, 'results.json'))}")
     return 0
 
