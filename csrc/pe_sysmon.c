@@ -64,6 +64,7 @@ static uint32_t pe_sm_m_gen;
 static _Atomic int pe_sm_stop;
 static void *pe_sm_breaker;             /* eval_breaker to poke (3.10-3.12) or NULL */
 static const int *pe_sm_gil_locked;     /* the GIL's locked word, or NULL (pe_pyoffsets.c) */
+static int64_t pe_sm_grace_ns = PE_GRACE_NS; /* PREEMPT_SYSMON_GRACE_US overrides (tests) */
 static pthread_mutex_t pe_sm_mu = PTHREAD_MUTEX_INITIALIZER; /* start/stop only */
 
 #define LOAD(f) __atomic_load_n(&pe_sm.f, __ATOMIC_ACQUIRE)
@@ -175,7 +176,7 @@ static void *pe_sysmon_main(void *arg)
         if (pending) {
             int64_t age = now - LOAD(req_ns);
             if (pe_sm_gil_locked && __atomic_load_n(pe_sm_gil_locked, __ATOMIC_RELAXED) == 0 &&
-                next_signal > LOAD(req_ns) + PE_GRACE_GIL_FREE_NS && signal_backoff == PE_GRACE_NS)
+                next_signal > LOAD(req_ns) + PE_GRACE_GIL_FREE_NS && signal_backoff == pe_sm_grace_ns)
                 next_signal = LOAD(req_ns) + PE_GRACE_GIL_FREE_NS; /* first signal only */
             if (age > LOAD(max_pending_ns))
                 STORE(max_pending_ns, age);
@@ -205,10 +206,10 @@ static void *pe_sysmon_main(void *arg)
             req_tick = tick;
             seen_when = now; /* the next slice request for this tick is one slice away */
             next_repoke = now + PE_REPOKE_NS;
-            next_signal = now + PE_GRACE_NS;
+            next_signal = now + pe_sm_grace_ns;
             if (pe_sm_gil_locked && __atomic_load_n(pe_sm_gil_locked, __ATOMIC_RELAXED) == 0)
                 next_signal = now + PE_GRACE_GIL_FREE_NS;
-            signal_backoff = PE_GRACE_NS;
+            signal_backoff = pe_sm_grace_ns;
             wake = next_repoke < next_signal ? next_repoke : next_signal;
         } else if (running) {
             int64_t end = seen_when + pe_sm_slice_ns;
@@ -246,6 +247,8 @@ int pe_sysmon_start(int slot_signum, int64_t slice_ns, int32_t m_slot, uint32_t 
     pe_sm_slice_ns = slice_ns;
     pe_sm_breaker = pe_py_eval_breaker_addr();
     pe_sm_gil_locked = pe_py_gil_locked_addr();
+    const char *g = getenv("PREEMPT_SYSMON_GRACE_US");
+    pe_sm_grace_ns = (g && atoll(g) > 0) ? atoll(g) * 1000 : PE_GRACE_NS;
     atomic_store(&pe_sm_m_tid, atomic_load(&m->tid));
     pe_sm_m_slot = m_slot;
     pe_sm_m_gen = m_gen;

@@ -25,6 +25,8 @@ m = threads.current()
 """
 
 BUSY = COMMON + """
+import os
+assert os.environ["PREEMPT_SYSMON_GRACE_US"] == "5000000"   # no signal before 5 s: poke only
 assert lib.pe_sysmon_start(SLOT, 2_000_000, m._slot, m._gen) == lib.PE_OK   # 2 ms slices
 sh.running = 1
 t_end = time.monotonic() + 0.5
@@ -33,15 +35,17 @@ while time.monotonic() < t_end:
     x += 1                                  # pure bytecode: reached only via the eval breaker
 lib.pe_sysmon_stop()
 n = len(calls)
-assert 60 <= n <= 400, n                    # ~one request per 2-4 ms over 0.5 s
+# ~one request per 2-4 ms over 0.5 s, every one taken at a bytecode safe-point by the poke
+# (3.10-3.12) or the direct trip (3.13+): with escalation 5 s away, no signal could help
+assert 20 <= n <= 400, n
 assert all(r == lib.PE_REASON_SLICE for _, _, r in calls)
-# taken at a bytecode safe-point by the poke (3.10-3.12) or directly (3.13+), not by signals
-assert sh.n_signals <= n // 10, (sh.n_signals, n)
+assert sh.n_signals == 0, (sh.n_signals, n)
 print("OK", n, sh.n_signals, lib.pe_sysmon_poke_mode(), sorted(l for _, l, _ in calls)[n // 2] // 1000, "us p50")
 """
 
 
-def test_sysmon_preempts_a_python_loop_without_signals(child):
+def test_sysmon_preempts_a_python_loop_without_signals(child, monkeypatch):
+    monkeypatch.setenv("PREEMPT_SYSMON_GRACE_US", "5000000")
     out = child(BUSY)
     assert out.startswith("OK"), out
     poke = int(out.split()[3])
