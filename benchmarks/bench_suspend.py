@@ -10,4 +10,4 @@ import sys
 from preempt.bench.__main__ import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(["--only", "suspend", *sys.argv[1:]]))

@@ -151,6 +151,7 @@ static void *pe_sysmon_main(void *arg)
     uint64_t req_tick = 0;           /* schedtick when the outstanding request was made */
     int async_claimed = 0;           /* we asked the M for an async preemption */
     int64_t last_timer_req = 0;      /* when the last timer-driven request was made */
+    int was_pending = 0;             /* a request was outstanding at the previous look */
     int64_t next_repoke = 0, next_signal = 0, signal_backoff = PE_GRACE_NS;
 
     while (!atomic_load(&pe_sm_stop)) {
@@ -166,6 +167,12 @@ static void *pe_sysmon_main(void *arg)
         int64_t deadline = LOAD(next_deadline_ns);
         int64_t wake = now + PE_IDLE_SLEEP_NS;
 
+        if (!pending && was_pending) {
+            /* answered: the hook is switching the goroutine out (or a switch answered it); a
+             * new slice starts now, not when the answered request was made */
+            seen_when = now;
+        }
+        was_pending = pending;
         if (!pending && async_claimed) {
             /* answered (hook ran, or the M switched): withdraw the async request if untaken */
             pe_thread_t *m = pe_thread_lookup(pe_sm_m_slot, pe_sm_m_gen);

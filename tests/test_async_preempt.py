@@ -220,6 +220,8 @@ pylib.pe_test_spin.argtypes = [ctypes.c_uint64]; pylib.pe_test_spin.restype = ct
 iters = spin_iters(lib, 0.3)
 def holder():
     pylib.pe_test_spin(iters)
+    for _ in range(100):                     # a backward jump: the hook runs here, in this G
+        pass
 def main():
     g = preempt.go(holder, name="gil-holder")
     g.join()
@@ -234,3 +236,33 @@ print("OK", stuck)
 
 def test_goroutine_out_of_reach_is_reported(child, torture_lib):
     assert child(STUCK, torture_lib["path"]).startswith("OK")
+
+
+CHAIN = """
+import signal
+calls = []
+signal.signal(signal.SIGURG, lambda s, f: calls.append(s))   # the program's own, before preempt
+""" + HEAD + """
+kern = preempt.preemptible(lib, reentrant=True)
+iters = spin_iters(lib, 0.2)
+def main():
+    stop = preempt.Event()
+    tk = preempt.go(ticker, stop)
+    gs = [preempt.go(kern.pe_test_spin, iters) for _ in range(2)]
+    for g in gs: g.join()
+    st = preempt.stats()
+    stop.set(); tk.join()
+    n_before = len(calls)
+    os.kill(os.getpid(), signal.SIGURG)                       # a real SIGURG, during run()
+    preempt.sleep(0.05)
+    return st, n_before, len(calls)
+st, n_before, n_after = preempt.run(main)
+assert st["async"]["count"] >= 5, st["async"]
+assert n_before == 0, f"{n_before} preemption signals reached the program's SIGURG handler"
+assert n_after == 1, n_after
+print("OK", st["async"]["count"])
+"""
+
+
+def test_program_sigurg_handler_sees_only_real_sigurgs_under_async_preemption(child, torture_lib):
+    assert child(CHAIN, torture_lib["path"]).startswith("OK")

@@ -29,9 +29,11 @@ def test_quick_run_writes_every_benchmark_to_json(tmp_path):
     assert res["suspend"]["suspend: request -> parked (one-way)"]["n"] == 1000
     assert res["switch"]["chan ping-pong round trip"]["median"] > 0
     assert res["sleepers"]["sleepers"] == 1000 and res["sleepers"]["beside"][0]["wakes"] > 0
+    assert res["overhead"]["ratio"] > 0 and len(res["overhead"]["on_s"]) == len(res["overhead"]["off_s"])
+    assert res["memory"]["goroutines"] == 10_000 and res["memory"]["bytes_per_goroutine"] > 0
     # every table is printed, and the JSON path is named at the end
     for title in ("Ticker lateness", "Preemption latency per path", "Many sleeping goroutines",
-                  "Suspension latency", "Switch costs"):
+                  "Overhead of preemption", "Memory:", "Suspension latency", "Switch costs"):
         assert title in p.stdout
     assert str(files[0].resolve()) in p.stdout
     pngs = sorted(x.name for x in files[0].parent.glob("*.png"))

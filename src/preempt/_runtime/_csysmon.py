@@ -105,14 +105,20 @@ class CoreMonitor(NullMonitor):
         seq = sh.req_seq
         if sh.req_tick != self._tick[0] and seq > self.sched.consumed_seq:
             # made before the running G was switched in: the switch answered it
+            lat = (time.monotonic_ns() - sh.req_ns) / 1000
             self.sched.consumed_seq = seq
             sh.ack_seq = seq
+            if lat >= self.stuck_us:       # an upper bound: the switch came at some point before
+                self.stuck.append({"goroutine": None, "id": None, "ms": round(lat / 1000, 3),
+                                   "where": "(it switched away before the hook could run)"})
+                del self.stuck[:-_STUCK_KEEP]
         return seq
 
     def ack(self, seq: int) -> None:
         sh = self.sh
-        sh.ack_seq = seq
+        # req_ns first: once ack_seq is stored, sysmon may make the next request at any moment
         lat = (time.monotonic_ns() - sh.req_ns) / 1000
+        sh.ack_seq = seq
         lats = self.latencies_us
         lats.append(lat)
         if len(lats) > _LAT_KEEP:

@@ -2,8 +2,9 @@
 
 Runs, in order (DESIGN.md §7): ticker lateness under 4 CPU-bound Python tasks; the same under 4
 native tasks (GIL released); preemption latency per path, from the runtime's own timestamps;
-a hog's throughput beside 1,000 sleeping goroutines; thread suspension latency beside a bare
-signal; switch costs. Prints one table per benchmark and
+a hog's throughput beside 1,000 sleeping goroutines; the overhead of preemption on the same work
+and the memory of 100,000 parked goroutines; thread suspension latency beside a bare signal;
+switch costs (with Go peers where ``go`` is installed). Prints one table per benchmark and
 writes every sample and machine facts to ``<out>/results.json``.
 
     python -m preempt.bench            # default: ~1-2 minutes
@@ -24,7 +25,7 @@ from typing import Any, Dict, List
 
 from ._stats import percentiles, table
 
-BENCHES = ("ticker", "native", "latency", "sleepers", "suspend", "switch")
+BENCHES = ("ticker", "native", "latency", "sleepers", "overhead", "suspend", "switch")
 
 
 def _machine() -> Dict[str, Any]:
@@ -154,7 +155,7 @@ def main(argv=None) -> int:
     if not ok:
         print(f"preemption unavailable: {why}")
         return 1
-    steps = {"ticker": 5, "native": 5, "latency": 0, "sleepers": 1, "suspend": 1, "switch": 1}
+    steps = {"ticker": 5, "native": 5, "latency": 0, "sleepers": 1, "overhead": 2, "suspend": 1, "switch": 1}
     prog = Progress(sum(steps[b] for b in only) or 1)
     results: Dict[str, Any] = {"machine": facts, "mode": "quick" if args.quick else "full" if args.full else "default"}
     tables: List[str] = []
@@ -174,6 +175,14 @@ def main(argv=None) -> int:
         prog.step("1,000 sleeping goroutines beside a hog")
         results["sleepers"] = sleepers.measure(hog_n // 2, runs=runs)
         tables.append(sleepers.report(results["sleepers"]))
+    if "overhead" in only:
+        from . import overhead
+
+        prog.step("overhead: the same work with preemption off and on")
+        results["overhead"] = overhead.measure_overhead(hog_n * 2, runs + 2)
+        prog.step("memory of parked goroutines")
+        results["memory"] = overhead.measure_memory(10_000 if args.quick else 100_000)
+        tables.append(overhead.report(results["overhead"], results["memory"]))
     if "suspend" in only:
         from . import suspend
 
