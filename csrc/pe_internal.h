@@ -123,6 +123,7 @@ PE_HIDDEN const int *pe_py_gil_locked_addr(void);
 /* pe_signal.c */
 PE_HIDDEN int pe_signal_install(void);
 PE_HIDDEN extern const int pe_signal_magic;  /* si_value of our signals points here */
+PE_HIDDEN int pe_signal_send(int32_t tid);        /* signal-safe */
 #define PE_SIG SIGURG
 
 /* pe_sysmon.c */

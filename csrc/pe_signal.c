@@ -37,6 +37,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <ucontext.h>
 
 /* Under valgrind, memory below the interrupted RSP is "unaddressable" and stays so when the
@@ -68,6 +69,24 @@ static void pe_chain(int sig, siginfo_t *si, void *uc)
 }
 
 PE_HIDDEN const int pe_signal_magic = 0x50524545;
+
+/* Send thread tid our preemption signal, marked as ours (SI_QUEUE, our pid, si_value pointing
+ * at pe_signal_magic). Returns 0 or an errno. Any thread; async-signal-safe. */
+PE_HIDDEN int pe_signal_send(int32_t tid)
+{
+    if (tid == 0)
+        return ESRCH;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    si.si_signo = PE_SIG;
+    si.si_code = SI_QUEUE;
+    si.si_pid = getpid();
+    si.si_uid = getuid();
+    si.si_value.sival_ptr = (void *)&pe_signal_magic;
+    if (syscall(SYS_rt_tgsigqueueinfo, si.si_pid, tid, PE_SIG, &si) != 0)
+        return errno;
+    return 0;
+}
 
 /* 1 when the signal was sent by a preempt requester. Signal handler only. */
 static int pe_is_our_signal(const siginfo_t *si)

@@ -69,25 +69,6 @@ PE_HIDDEN void pe_thread_withdraw_preempt(pe_thread_t *t)
         atomic_compare_exchange_strong(&t->susp, &w, PE_SUSP(PE_SUSP_GEN(w), PE_REQ_NONE, PE_SUSP_IDLE));
 }
 
-/* Send the target our preemption signal, marked as ours (see pe_signal.c: pe_is_our_signal).
- * Requester thread. Returns 0 or an errno. */
-static int pe_signal_thread(pe_thread_t *t)
-{
-    int32_t tid = atomic_load(&t->tid);
-    if (tid == 0)
-        return ESRCH;
-    siginfo_t si;
-    memset(&si, 0, sizeof si);
-    si.si_signo = PE_SIG;
-    si.si_code = SI_QUEUE;
-    si.si_pid = getpid();
-    si.si_uid = getuid();
-    si.si_value.sival_ptr = (void *)&pe_signal_magic;
-    if (syscall(SYS_rt_tgsigqueueinfo, si.si_pid, tid, PE_SIG, &si) != 0)
-        return errno;
-    return 0;
-}
-
 /* Claim t for a request of this kind: IDLE -> REQUESTED. Waits out a RESUMING thread (it is a
  * few instructions from IDLE). Returns PE_OK, PE_EXITED, PE_BUSY or PE_TIMEOUT. Requester. */
 static int pe_claim(pe_thread_t *t, uint32_t gen, int kind, int64_t deadline)
@@ -137,7 +118,7 @@ int pe_thread_suspend(int32_t slot, uint32_t gen, int64_t timeout_ns, int64_t *b
     int send = 1;
     for (;;) {
         if (send) {
-            if (pe_signal_thread(t) != 0) {
+            if (pe_signal_send(atomic_load(&t->tid)) != 0) {
                 /* The thread is exiting: its key destructor will free the slot. */
                 uint32_t w = requested;
                 atomic_compare_exchange_strong(&t->susp, &w, PE_SUSP(gen, PE_REQ_NONE, PE_SUSP_IDLE));

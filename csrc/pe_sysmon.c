@@ -108,17 +108,7 @@ static void pe_sysmon_request(int64_t now, uint32_t reason, uint64_t tick)
 /* Send the M our signal (marked, see pe_signal.c). sysmon thread only. */
 static void pe_sysmon_signal_m(void)
 {
-    int32_t tid = atomic_load(&pe_sm_m_tid);
-    if (tid == 0)
-        return;
-    siginfo_t si;
-    memset(&si, 0, sizeof si);
-    si.si_signo = PE_SIG;
-    si.si_code = SI_QUEUE;
-    si.si_pid = getpid();
-    si.si_uid = getuid();
-    si.si_value.sival_ptr = (void *)&pe_signal_magic;
-    if (syscall(SYS_rt_tgsigqueueinfo, si.si_pid, tid, PE_SIG, &si) == 0)
+    if (pe_signal_send(atomic_load(&pe_sm_m_tid)) == 0)
         BUMP(n_signals);
 }
 

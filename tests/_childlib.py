@@ -113,7 +113,7 @@ def hammer(h, cycles: int, on_regs=None, jitter_us: int = 200, timeout: float = 
     done = 0
     while done < cycles:
         if not h.suspend(timeout):
-            raise AssertionError(f"thread not suspended within {timeout}s after {done} cycles")
+            raise AssertionError(f"thread not suspended within {timeout}s after {done} cycles: {h.stats()}")
         try:
             if on_regs:
                 on_regs(h.registers())
