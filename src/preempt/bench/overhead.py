@@ -55,17 +55,14 @@ def measure_memory(count: int = 100_000) -> Dict[str, Any]:
         ch = preempt.Chan()
         gc.collect()
         before = proc.memory_info().rss
-        gs = [preempt.go(ch.recv) for _ in range(count)]
+        gs = [preempt.go(ch.recv_ok) for _ in range(count)]
         preempt.sleep(0)               # let them all start and park
         while preempt.stats()["runnable"]:
             preempt.sleep(0.001)
         after = proc.memory_info().rss
         ch.close()
         for g in gs:
-            try:
-                g.join()
-            except preempt.ChanClosed:
-                pass
+            g.join()
         return {"goroutines": count, "rss_growth_mb": (after - before) / 2**20,
                 "bytes_per_goroutine": (after - before) / count}
 
