@@ -179,6 +179,12 @@ class Chan:
 
         Raises:
             ChanClosed: The channel is closed and its buffer drained.
+
+        .. warning::
+           If the waiting goroutine is interrupted by an exception (KeyboardInterrupt delivered
+           to main, GreenletExit when ``run()`` kills leftovers) after a sender handed it a value
+           but before it ran again, the exception wins and that value is dropped — as a value
+           is lost when KeyboardInterrupt hits just after ``queue.get()`` returns.
         """
         s = _park.sched
         if s is None or s.cur is None or s.cur.glet is not getcurrent():
