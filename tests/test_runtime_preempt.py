@@ -174,8 +174,12 @@ def test_no_preempt_block_defers_and_honours_on_exit():
             with preempt.no_preempt():
                 preempt.go(other)
                 t0 = time.perf_counter()
-                while time.perf_counter() - t0 < 0.05:
+                # spin until a request has really been deferred (not a fixed time: on a loaded
+                # machine the monitor may be scheduled late), at least 50 ms, at most 10 s
+                while (time.perf_counter() - t0 < 0.05 or preempt.stats()["sync"]["deferred"] == 0) \
+                        and time.perf_counter() - t0 < 10:
                     pass
+                assert preempt.stats()["sync"]["deferred"] > 0
                 assert trace == []                # no preemption inside the block
             assert trace == ["other"], trace       # honoured right at the exit
             print("OK")
