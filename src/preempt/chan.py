@@ -39,11 +39,7 @@ from ._runtime._waitq import TIMEOUT, Sel, Waiter, WaitQ
 _chan_ids = count(1)
 
 
-def _sched(what: str) -> Any:
-    s = _park.sched
-    if s is None or s.cur is None or s.cur.glet is not getcurrent():
-        s = _park.check_sched(what)
-    return s
+_sched = _park.running_sched
 
 
 class Chan:
@@ -198,20 +194,9 @@ class Chan:
             else:
                 raise ChanClosed(f"receive from closed and drained {self!r}; use recv_ok() or "
                                  "iterate to stop cleanly at close")
-        g = s.cur
-        w = g.waiter                # one cached waiter per G for plain send/recv (Go's sudog
-        if w is None:               # cache): a G waits in at most one such queue at a time
-            w = g.waiter = Waiter(g)
-        else:
-            w.elem = None
-            w.ok = False
-            w.closed = False
-        rq = self._recvq
-        w.q = rq
-        rq._q.append(w)
-        _park.park_checked(s, g, "chan receive", w)
-        if w.ok:
-            return w.elem
+        v, ok = self._wait_recv(s)
+        if ok:
+            return v
         raise ChanClosed(f"receive from closed and drained {self!r}; use recv_ok() or "
                          "iterate to stop cleanly at close")
 
@@ -219,11 +204,15 @@ class Chan:
         """Receives ``(value, True)``, or ``(None, False)`` once closed and drained."""
         s = _park.sched
         if s is None or s.cur is None or s.cur.glet is not getcurrent():
-            s = _park.check_sched("Chan.recv()")
+            s = _park.check_sched("Chan.recv_ok()")
         if self._buf or self._sendq._q or self._closed:
             done, v, ok = self._try_recv()
             if done:
                 return v, ok
+        return self._wait_recv(s)
+
+    def _wait_recv(self, s: Any) -> Tuple[Any, bool]:
+        """Parks the running G in the receive queue; returns what a sender or close() left."""
         g = s.cur
         w = g.waiter                # one cached waiter per G for plain send/recv (Go's sudog
         if w is None:               # cache): a G waits in at most one such queue at a time

@@ -18,18 +18,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from greenlet import getcurrent
 
 from ._errors import PreemptError
 from ._runtime import _park, _preempt
 from ._runtime._waitq import Waiter, WaitQ
 
 
-def _sched(what: str) -> Any:
-    s = _park.sched
-    if s is None or s.cur is None or s.cur.glet is not getcurrent():
-        s = _park.check_sched(what)
-    return s
+_sched = _park.running_sched
 
 
 class Mutex:

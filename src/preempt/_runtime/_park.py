@@ -46,6 +46,14 @@ _RUNNEXT_STREAK = 64   # rule 2
 _POLL_EVERY = 61       # visit the hub to poll fds every 61 switches when fds are watched
 
 
+def running_sched(what: str) -> Any:
+    """The scheduler, when called from the running G on the M; else check_sched() raises."""
+    s = sched
+    if s is None or s.cur is None or s.cur.glet is not getcurrent():
+        s = check_sched(what)
+    return s
+
+
 def check_sched(what: str) -> Any:
     """Returns the running scheduler, or raises PreemptError saying why ``what`` cannot run."""
     s = sched
