@@ -165,11 +165,22 @@ def test_statistics():
     assert run(main) == (1, True)
 
 
-def test_mutex_handed_to_an_interrupted_waiter_is_passed_on():
+def test_mutex_handed_to_an_interrupted_waiter_is_kept_until_its_next_checkpoint():
+    log = []
+
+    def waiter(mu):
+        mu.lock()
+        log.append("locked")
+        try:
+            preempt.gosched()                 # the checkpoint where the interrupt arrives
+            log.append("not interrupted")
+        finally:
+            mu.unlock()
+
     def main():
         mu = preempt.Mutex()
         mu.lock()
-        g = preempt.go(mu.lock, name="waiter")
+        g = preempt.go(waiter, mu, name="waiter")
         preempt.gosched()
         mu.unlock()                           # handed to "waiter", which is now runnable
         s = preempt._runtime._park.sched
@@ -179,3 +190,4 @@ def test_mutex_handed_to_an_interrupted_waiter_is_passed_on():
         assert not mu.locked()
 
     run(main)
+    assert log == ["locked"]                  # lock() completed; the interrupt came after

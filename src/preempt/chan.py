@@ -176,11 +176,11 @@ class Chan:
         Raises:
             ChanClosed: The channel is closed and its buffer drained.
 
-        .. warning::
-           If the waiting goroutine is interrupted by an exception (KeyboardInterrupt delivered
-           to main, GreenletExit when ``run()`` kills leftovers) after a sender handed it a value
-           but before it ran again, the exception wins and that value is dropped — as a value
-           is lost when KeyboardInterrupt hits just after ``queue.get()`` returns.
+        An interrupt never drops a value: if KeyboardInterrupt (main) or the end of ``run()``
+        reaches the goroutine after a sender handed it a value, ``recv`` still returns the
+        value and the exception is raised at the goroutine's next checkpoint (its next
+        blocking call, yield or preemption). An interrupt that comes while nothing was handed
+        over yet cancels the wait and is raised here.
         """
         s = _park.sched
         if s is None or s.cur is None or s.cur.glet is not getcurrent():

@@ -77,6 +77,13 @@ def _define() -> None:
             return lib.PE_HOOK_RAISE_INTERRUPT
         except GreenletExit:
             return lib.PE_HOOK_RAISE_EXIT
+        except BaseException as e:
+            # A pending interrupt of another type (an error the hub hands to main) cannot be
+            # armed for native code: keep it for the G's next checkpoint instead of losing it.
+            g = s.cur
+            if g is None or g.pending_exc is not None:
+                raise
+            g.pending_exc = e
         return lib.PE_HOOK_CONTINUE
 
 

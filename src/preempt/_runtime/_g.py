@@ -21,6 +21,15 @@ Invariants:
    whatever it waits on, so the runtime can interrupt any wait (deadlock, KeyboardInterrupt,
    the end of ``run()``).
 4. A dead G has ``result`` or ``exc`` set and drops its function and arguments.
+5. ``wait_reason`` is set by ``park()`` and cleared by the yields (gosched, preemption), so a
+   runnable G with a ``wait_reason`` is one whose wait was *completed* by someone else.
+
+Interrupts (KeyboardInterrupt for main, GreenletExit when ``run()`` ends, an error escaping the
+hub) never undo a completed operation (trio's rule). A waiting G's wait is cancelled and the
+exception raised where it waited (``wake_exc``). A G made runnable by a completed wait — a value
+handed to its ``recv``, its ``send`` taken, a lock granted — finishes that operation first: the
+exception is kept in ``pending_exc`` and raised at its next checkpoint (a blocking call,
+``gosched``, a preemption outside runtime code, or the end of its function), so no value is lost.
 
 (An alternative would be one greenlet subclass per G, with the state on the greenlet. Rejected:
 binding the greenlet late and reusing it needs the G and its stack to be separate objects.)
@@ -63,7 +72,7 @@ class Goroutine:
     __slots__ = (
         "id", "name", "fn", "args", "kwargs", "glet", "state", "wait_reason", "blocker",
         "result", "exc", "joiners", "preemptible", "nopreempt", "preempt_pending",
-        "wake_exc", "locals", "waiter", "__weakref__",
+        "wake_exc", "pending_exc", "locals", "waiter", "__weakref__",
     )
 
     def __init__(self, fn: Any, args: tuple, kwargs: dict, name: Optional[str],
@@ -84,6 +93,7 @@ class Goroutine:
         self.nopreempt = 0               # depth of `with preempt.no_preempt():`
         self.preempt_pending = False     # a deferred preemption request, honoured on exit
         self.wake_exc: Optional[BaseException] = None  # raised by park() when the G resumes
+        self.pending_exc: Optional[BaseException] = None  # raised at the next checkpoint (below)
         self.locals: Optional[dict] = None
         self.waiter: Any = None          # cached Waiter for plain Chan send/recv (chan.py)
 

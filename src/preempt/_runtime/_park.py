@@ -96,6 +96,8 @@ def park(reason: str, blocker: Any = None) -> None:
 
 def park_checked(s: Any, g: Any, reason: str, blocker: Any) -> None:
     """park() for callers that already checked that g is the running G on the M (hot path)."""
+    if g.pending_exc is not None:
+        raise_pending(g, blocker)
     g.state = WAITING
     g.wait_reason = reason
     g.blocker = blocker
@@ -132,6 +134,16 @@ def park_checked(s: Any, g: Any, reason: str, blocker: Any) -> None:
         raise exc
 
 
+def raise_pending(g: Any, blocker: Any = None) -> None:
+    """Raises the interrupt kept for g's next checkpoint (``_g.py``), undoing the wait about to
+    start. Running G only."""
+    exc = g.pending_exc
+    g.pending_exc = None
+    if blocker is not None:
+        blocker.cancel()
+    raise exc
+
+
 def ready(g: Any, next: bool = False) -> None:
     """Makes a waiting G runnable. Any context on the M thread; never switches.
 
@@ -157,7 +169,10 @@ def gosched() -> None:
     if s is None or s.cur is None or s.cur.glet is not getcurrent():
         s = check_sched("preempt.gosched()")
     g = s.cur
+    if g.pending_exc is not None:
+        raise_pending(g)
     g.state = RUNNABLE
+    g.wait_reason = None
     s.runq.append(g)
     _switch_out(s, g)
     exc = g.wake_exc
@@ -168,8 +183,11 @@ def gosched() -> None:
 
 def yield_preempted(s: Any, g: Any) -> None:
     """The preemption hook's way out: like gosched() but counted. Python-level handler only."""
+    if g.pending_exc is not None:
+        raise_pending(g)
     s.npreempt += 1
     g.state = RUNNABLE
+    g.wait_reason = None
     s.runq.append(g)
     _switch_out(s, g)
     exc = g.wake_exc

@@ -44,7 +44,7 @@ from .._errors import Deadlock, PreemptError
 from . import _park, _preempt, _sysmon
 from ._g import DEAD, RUNNABLE, WAITING, Goroutine
 from ._netpoll import Poller
-from ._timers import next_deadline, run_timers
+from ._timers import add_timer, next_deadline, run_timers
 
 DEFAULT_SLICE = 0.010
 
@@ -168,6 +168,13 @@ class Scheduler:
             g.wake_exc = exc
             _park.ready(g, True)
         elif g.state is RUNNABLE:
+            if g.wait_reason is not None and g.wake_exc is None and g.glet is not None:
+                # its wait was completed (invariant 5 in _g.py): finish the operation first
+                if g.pending_exc is None or isinstance(exc, GreenletExit):
+                    g.pending_exc = exc
+                if self.monitor is not None:   # a zero-delay timer: the hook raises it soon
+                    add_timer(self, _park.monotonic(), _noop, None)
+                return
             g.wake_exc = exc
             if g.glet is not None:     # move it to the front: runnext
                 if self.runnext is not g:
@@ -221,6 +228,10 @@ class Scheduler:
             _park.yield_preempted(self, g)
 
 
+def _noop(arg: Any) -> None:
+    """A timer that only makes the monitor preempt soon (a pending interrupt). Hub."""
+
+
 def _worker_main(g: Goroutine) -> None:
     """The body of every worker greenlet: run G after G (reuse) until the free list is full."""
     s = _park.sched
@@ -236,6 +247,10 @@ def _execute(s: Scheduler, g: Goroutine) -> None:
             g.wake_exc = None
             raise exc
         g.result = g.fn(*g.args, **g.kwargs)
+        exc = g.pending_exc                 # an interrupt came after its last checkpoint
+        if exc is not None:
+            g.pending_exc = None
+            raise exc
     except GreenletExit:
         pass
     except BaseException as e:
