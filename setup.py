@@ -3,10 +3,11 @@
 Everything declarative lives in pyproject.toml; setup.py exists only because cffi_modules is a
 setuptools keyword that pyproject cannot express yet.
 """
+import os
 import platform
 import sys
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 # The core needs Linux x86-64 and a GIL-enabled CPython. Elsewhere the package installs as pure
 # Python: `import preempt` works and preempt.available() says why preemption is off.
@@ -23,4 +24,14 @@ try:
 except Exception:  # pragma: no cover
     pass
 
-setup(cffi_modules=["csrc/build_ffi.py:ffibuilder", "csrc/build_kernels.py:ffibuilder"] if _native else [])
+# preempt._gstack: small per-goroutine frame stacks on CPython 3.11+ (csrc/pe_gstack.c). A plain
+# C-API extension, not cffi: it must be a callable that runs before any Python frame exists in a
+# new greenlet. Optional at run time: without it goroutines use CPython's own chunks.
+_san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+        "-fno-sanitize-recover=undefined"] if os.environ.get("PREEMPT_SANITIZE") else []
+_gstack = Extension("preempt._gstack", ["csrc/pe_gstack.c"],
+                    extra_compile_args=["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-std=gnu11"] + _san,
+                    extra_link_args=_san[:1])
+
+setup(cffi_modules=["csrc/build_ffi.py:ffibuilder", "csrc/build_kernels.py:ffibuilder"] if _native else [],
+      ext_modules=[_gstack] if _native else [])

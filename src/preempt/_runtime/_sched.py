@@ -30,6 +30,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -90,7 +91,7 @@ class Scheduler:
 
     def bind(self, g: Goroutine) -> Any:
         """Gives a G that starts now a worker greenlet (reused when possible)."""
-        glet = self.free.pop() if self.free else greenlet(_worker_main, self.hub)
+        glet = self.free.pop() if self.free else greenlet(_worker_run, self.hub)
         g.glet = glet
         return glet
 
@@ -233,28 +234,44 @@ def _noop(arg: Any) -> None:
 
 
 def _worker_main(g: Goroutine) -> None:
-    """The body of every worker greenlet: run G after G (reuse) until the free list is full."""
+    """The body of every worker greenlet: run G after G (reuse) until the free list is full.
+
+    One function, not a loop calling a helper: every frame here is part of each parked G's
+    stack (on 3.10 a heap frame and a C frame; on 3.11+ frame-stack bytes and saved C stack).
+    """
     s = _park.sched
     while g is not None:
-        _execute(s, g)
+        try:
+            exc = g.wake_exc
+            if exc is not None:
+                g.wake_exc = None
+                raise exc
+            fn, args, kwargs = g.fn, g.args, g.kwargs
+            g.fn = g.args = g.kwargs = None      # a parked G keeps only what its frames hold
+            if kwargs:
+                g.result = fn(*args, **kwargs)
+            elif not args:
+                g.result = fn()                  # CALL, not CALL_FUNCTION_EX: on 3.11+ a Python
+            elif len(args) == 1:                 # callee runs in this C frame, so a parked G's
+                g.result = fn(args[0])           # saved C stack is one interpreter frame smaller
+            else:
+                g.result = fn(*args)
+            fn = args = kwargs = None
+            exc = g.pending_exc                  # an interrupt came after its last checkpoint
+            if exc is not None:
+                g.pending_exc = None
+                raise exc
+        except GreenletExit:
+            pass
+        except BaseException as e:
+            g.exc = e
+        fn = args = kwargs = exc = None
+        _g_done(s, g)
         g = _park.exit_g(s, g)
 
 
-def _execute(s: Scheduler, g: Goroutine) -> None:
-    try:
-        exc = g.wake_exc
-        if exc is not None:
-            g.wake_exc = None
-            raise exc
-        g.result = g.fn(*g.args, **g.kwargs)
-        exc = g.pending_exc                 # an interrupt came after its last checkpoint
-        if exc is not None:
-            g.pending_exc = None
-            raise exc
-    except GreenletExit:
-        pass
-    except BaseException as e:
-        g.exc = e
+def _g_done(s: Scheduler, g: Goroutine) -> None:
+    """Bookkeeping for a G whose function returned or raised. Its worker greenlet, runtime code."""
     del s.gs[g.id]
     waited = g.joiners is not None and len(g.joiners) > 0
     g._finish()
@@ -262,8 +279,14 @@ def _execute(s: Scheduler, g: Goroutine) -> None:
         _report_unjoined(g)
 
 
-_preempt.register_bottom_code(_execute.__code__)   # the G's own frames start above it
-_preempt.register_bottom_code(_worker_main.__code__)
+try:   # small frame stacks (csrc/pe_gstack.c): a worker greenlet's first call sets one up
+    from .. import _gstack
+
+    _worker_run: Callable = functools.partial(_gstack.call, _worker_main)
+except ImportError:            # pure-Python install: CPython's own 16 KiB chunks
+    _worker_run = _worker_main
+
+_preempt.register_bottom_code(_worker_main.__code__)   # the G's own frames start above it
 
 
 def _report_unjoined(g: Goroutine) -> None:
