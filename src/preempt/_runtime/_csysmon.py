@@ -4,9 +4,9 @@ sysmon is a C thread that never takes the GIL. This side only writes plain words
 (``pe_sysmon_shared_t``), and installs the Python-level handler of SLOT that CPython runs at the
 M's next eval-breaker check after sysmon trips it:
 
-* ``on_switch`` bumps ``schedtick`` (sysmon's slice clock restarts). It is on the hot path of
-  every hand-off, so it is one store through a memoryview on the shared word (~50 ns; a cffi
-  attribute store costs twice that). A request made before the switch is answered by the switch
+* ``tick_view`` is a memoryview on ``schedtick``: the scheduler stores its switch count there
+  at every switch (sysmon's slice clock restarts). It is on the hot path of every hand-off, so
+  it is one store, not a call (a cffi attribute store costs twice that). A request made before the switch is answered by the switch
   itself: ``req_seq`` sees that ``req_tick`` is not the current tick and drops it as stale;
 * ``on_idle``/``on_wake`` bracket the hub's blocking poll: sysmon neither requests nor signals an
   idle M;
@@ -54,12 +54,7 @@ class CoreMonitor(NullMonitor):
         self.stuck_us = 50_000.0
         ffi = _corelib.core()[0]
         self._tick = memoryview(ffi.buffer(ffi.addressof(self.sh, "schedtick"), 8)).cast("Q")
-        tick = self._tick
-
-        def on_switch(g: Any, tick: Any = tick) -> None:
-            tick[0] += 1
-
-        self.on_switch = on_switch   # instance attribute: the scheduler binds it once
+        self.tick_view = self._tick  # the scheduler stores its switch count here (_park.py)
 
     def start(self, slice_seconds: float) -> None:
         from .. import threads

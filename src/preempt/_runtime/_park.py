@@ -115,8 +115,7 @@ def park_checked(s: Any, g: Any, reason: str, blocker: Any) -> None:
             if nxt is not None:
                 s.cur = nxt
                 nxt.state = RUNNING
-                if s.on_switch is not None:
-                    s.on_switch(nxt)
+                s.mtick[0] = tick
                 glet = nxt.glet
                 if glet is None:
                     glet = s.bind(nxt)
@@ -241,9 +240,8 @@ def run_g(s: Any, nxt: Any) -> None:
     """Switches from the current greenlet into G ``nxt``; returns when control comes back."""
     s.cur = nxt
     nxt.state = RUNNING
-    s.tick += 1
-    if s.on_switch is not None:
-        s.on_switch(nxt)
+    s.tick = tick = s.tick + 1
+    s.mtick[0] = tick
     glet = nxt.glet
     if glet is None:
         glet = s.bind(nxt)
@@ -280,7 +278,7 @@ def exit_g(s: Any, g: Any) -> Any:
         s.cur = None
         return None          # the worker returns; its greenlet dies; its parent, the hub, resumes
     s.free.append(glet)
-    s.tick += 1
+    s.tick = tick = s.tick + 1
     if g is not s.main and not s.hub_wanted:
         t = s.timers
         if not (t and t[0][0] <= monotonic()) and not (s.npoll and s.tick % _POLL_EVERY == 0):
@@ -288,8 +286,7 @@ def exit_g(s: Any, g: Any) -> Any:
             if nxt is not None:
                 s.cur = nxt
                 nxt.state = RUNNING
-                if s.on_switch is not None:
-                    s.on_switch(nxt)
+                s.mtick[0] = tick
                 other = nxt.glet
                 if other is None:
                     if s.free and s.free[-1] is glet:   # reuse our own stack: no switch at all

@@ -81,8 +81,10 @@ class Scheduler:
         self.consumed_seq = 0
         self.latencies: deque = deque(maxlen=4096)
         self.monitor = _sysmon.new_monitor(self)
-        # None when the monitor reads ``tick`` itself (the fallback): saves a call per switch.
-        self.on_switch = getattr(self.monitor, "on_switch", None)
+        # Where every switch to a G stores ``tick``: the C monitor's shared schedtick word (its
+        # slice clock restarts), or a private word for monitors that read ``tick`` themselves.
+        # A store, not a call: it is on the hand-off path.
+        self.mtick = getattr(self.monitor, "tick_view", None) or memoryview(bytearray(8)).cast("Q")
         self.poller = Poller(self)
         self.offload: Any = None
         self._old_sigint: Any = None
@@ -357,8 +359,6 @@ def run(main: Callable[..., Any], *args: Any, slice: Optional[float] = None,
         s.install_sigint()
         if s.slice > 0:
             s.monitor.start(s.slice)
-        else:
-            s.on_switch = None          # no monitor: nothing to tell at each switch
         try:
             s.hub.switch()
         finally:

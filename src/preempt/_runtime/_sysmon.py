@@ -7,8 +7,10 @@ preemption:
 ==========================  ====================================================================
 ``start(slice_seconds)``    begin watching (called by ``run()`` on the M, slice > 0)
 ``stop()``                  stop watching and restore whatever ``start`` changed
-``on_switch(g)``            a G starts running on the M: a new slice begins (hot path: cheap!);
-                            may be None when the monitor reads ``sched.tick`` instead
+``tick_view`` (optional)    a one-item ``"Q"`` memoryview; at every switch to a G the
+                            scheduler stores its switch count ``sched.tick`` there (a store, not
+                            a call: it is on the hand-off path). Monitors without one read
+                            ``sched.tick`` themselves
 ``on_idle()``               the hub is about to block in epoll: nothing runs
 ``set_next_deadline(t)``    the earliest timer deadline, ``time.monotonic()`` seconds, or None
                             when no timer is pending (published when the heap's top changes)
@@ -23,7 +25,7 @@ its tick handler). Swapping implementations is the one line in :func:`new_monito
 
 The fallback (:class:`ItimerMonitor`): a POSIX timer (``timer_create(CLOCK_MONOTONIC)``, called
 through ctypes) delivers signal ``SIGRTMAX - 1`` every slice; on each tick, if no switch happened
-since the previous one (``on_switch`` bumps a tick: Go's ``schedtick`` check in sysmon), the G has
+since the previous one (``sched.tick`` did not move: Go's ``schedtick`` check in sysmon), the G has
 run at least a whole slice: make a request. A G therefore gives up the CPU after one to two
 slices. It works only when ``run()`` is on the main thread (CPython runs signal handlers there
 only); elsewhere it warns once and scheduling is cooperative. It ignores ``set_next_deadline``:
@@ -60,9 +62,6 @@ class NullMonitor:
         pass
 
     def stop(self) -> None:
-        pass
-
-    def on_switch(self, g: Any) -> None:
         pass
 
     def on_idle(self) -> None:
@@ -133,10 +132,6 @@ class ItimerMonitor(NullMonitor):
         else:
             signal.setitimer(signal.ITIMER_PROF, 0, 0)
         signal.signal(self._signum, self._old if self._old is not None else signal.SIG_DFL)
-
-    # No on_switch: the scheduler counts switches in ``sched.tick`` and this monitor reads it
-    # (a Python call per switch would cost more than the whole check).
-    on_switch = None
 
     def req_seq(self) -> int:
         return self.seq
