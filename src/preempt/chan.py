@@ -252,8 +252,17 @@ class Chan:
 
     def __iter__(self) -> Iterator[Any]:
         """Yields received values until the channel is closed and drained."""
-        while True:
-            v, ok = self.recv_ok()
+        buf, sendq = self._buf, self._sendq._q
+        while True:                 # recv_ok(), inlined: `for v in ch` is the common receiver
+            s = _park.sched
+            if s is None or s.cur is None or s.cur.glet is not getcurrent():
+                s = _park.check_sched("Chan iteration")
+            if buf or sendq or self._closed:
+                done, v, ok = self._try_recv()
+                if not done:
+                    v, ok = self._wait_recv(s)
+            else:
+                v, ok = self._wait_recv(s)
             if not ok:
                 return
             yield v

@@ -118,8 +118,9 @@ def park_checked(s: Any, g: Any, reason: str, blocker: Any) -> None:
                 s.mtick[0] = tick
                 glet = nxt.glet
                 if glet is None:
-                    glet = s.bind(nxt)
-                glet.switch(nxt)
+                    s.bind(nxt).switch(nxt)     # a new or reused worker takes nxt as its G
+                else:
+                    glet.switch()               # a parked G ignores the value: no args tuple
                 exc = g.wake_exc
                 if exc is not None:
                     g.wake_exc = None
