@@ -33,5 +33,10 @@ _gstack = Extension("preempt._gstack", ["csrc/pe_gstack.c"],
                     extra_compile_args=["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-std=gnu11"] + _san,
                     extra_link_args=_san[:1])
 
+# preempt._hot: the channel hand-off path in C (csrc/pe_hot.c); optional like _gstack.
+_hot = Extension("preempt._hot", ["csrc/pe_hot.c"],
+                 extra_compile_args=["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-std=gnu11"] + _san,
+                 extra_link_args=_san[:1])
+
 setup(cffi_modules=["csrc/build_ffi.py:ffibuilder", "csrc/build_kernels.py:ffibuilder"] if _native else [],
-      ext_modules=[_gstack] if _native else [])
+      ext_modules=[_gstack, _hot] if _native else [])

@@ -50,4 +50,8 @@ from .io import wait_readable as wait_readable, wait_writable as wait_writable
 from .offload import blocking as blocking
 # --- end of runtime exports ---
 
+from ._runtime import _hotpath as _hotpath
+
+_hotpath.install()       # the C hand-off path, where built (csrc/pe_hot.c)
+
 __version__ = "0.1.0"

@@ -123,6 +123,13 @@ class Chan:
 
     # -- public operations ---------------------------------------------------------------
 
+    def _send_closed(self) -> None:
+        raise ChanClosed(f"{self!r} was closed while a send waited on it")
+
+    def _recv_closed(self) -> None:
+        raise ChanClosed(f"receive from closed and drained {self!r}; use recv_ok() or "
+                         "iterate to stop cleanly at close")
+
     def send(self, v: Any) -> None:
         """Sends ``v``, waiting for a receiver or buffer room.
 
@@ -168,7 +175,7 @@ class Chan:
         sq._q.append(w)
         _park.park_checked(s, g, "chan send", w)
         if w.closed:
-            raise ChanClosed(f"{self!r} was closed while a send waited on it")
+            self._send_closed()
 
     def recv(self) -> Any:
         """Receives a value, waiting for one.
@@ -192,13 +199,11 @@ class Chan:
             elif ok:
                 return v
             else:
-                raise ChanClosed(f"receive from closed and drained {self!r}; use recv_ok() or "
-                                 "iterate to stop cleanly at close")
+                self._recv_closed()
         v, ok = self._wait_recv(s)
         if ok:
             return v
-        raise ChanClosed(f"receive from closed and drained {self!r}; use recv_ok() or "
-                         "iterate to stop cleanly at close")
+        self._recv_closed()
 
     def recv_ok(self) -> Tuple[Any, bool]:
         """Receives ``(value, True)``, or ``(None, False)`` once closed and drained."""
@@ -252,17 +257,9 @@ class Chan:
 
     def __iter__(self) -> Iterator[Any]:
         """Yields received values until the channel is closed and drained."""
-        buf, sendq = self._buf, self._sendq._q
-        while True:                 # recv_ok(), inlined: `for v in ch` is the common receiver
-            s = _park.sched
-            if s is None or s.cur is None or s.cur.glet is not getcurrent():
-                s = _park.check_sched("Chan iteration")
-            if buf or sendq or self._closed:
-                done, v, ok = self._try_recv()
-                if not done:
-                    v, ok = self._wait_recv(s)
-            else:
-                v, ok = self._wait_recv(s)
+        recv_ok = self.recv_ok
+        while True:
+            v, ok = recv_ok()
             if not ok:
                 return
             yield v

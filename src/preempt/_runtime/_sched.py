@@ -42,7 +42,7 @@ from typing import Any, Callable, Optional
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from .._errors import Deadlock, PreemptError
-from . import _park, _preempt, _sysmon
+from . import _hotpath, _park, _preempt, _sysmon
 from ._g import DEAD, RUNNABLE, WAITING, Goroutine
 from ._netpoll import Poller
 from ._timers import add_timer, next_deadline, run_timers
@@ -52,6 +52,11 @@ DEFAULT_SLICE = 0.010
 
 class Scheduler:
     """The per-run scheduler state. Attributes are read by ``_park``, ``_timers``, ``_preempt``."""
+
+    # The hand-off path's fields are slots: the C version of it (csrc/pe_hot.c) reads them at
+    # fixed offsets. Everything else lives in __dict__.
+    __slots__ = ("cur", "runnext", "runq", "streak", "tick", "mtick", "hub_wanted", "timers",
+                 "npoll", "hub", "__dict__")
 
     def __init__(self, slice_seconds: float) -> None:
         self.ident = threading.get_ident()
@@ -353,6 +358,7 @@ def run(main: Callable[..., Any], *args: Any, slice: Optional[float] = None,
                            "process: start more work with preempt.go() instead")
     s = Scheduler(_slice_from(slice))
     _park.sched = s
+    _hotpath.set_sched(s)
     try:
         s.hub = greenlet(s.hub_main, getcurrent())
         s.main = s.spawn(main, args, kwargs, "main", True)
@@ -366,6 +372,7 @@ def run(main: Callable[..., Any], *args: Any, slice: Optional[float] = None,
             s.restore_sigint()
     finally:
         _park.sched = None
+        _hotpath.set_sched(None)
         _teardown(s)
     m = s.main
     if m.state is not DEAD:

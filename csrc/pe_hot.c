@@ -1,0 +1,510 @@
+/*
+ * preempt._hot: the channel hand-off path in C.
+ *
+ * A channel ping-pong round trip in the pure-Python runtime spends ~60% of its time in the
+ * bytecode of Chan.send/recv and _park.park_checked (perf, CPython 3.11). This module runs
+ * exactly that logic in C, on the same Python objects: Goroutine, Waiter, WaitQ, Chan and the
+ * Scheduler are __slots__ classes, and init() reads each slot's offset from its member
+ * descriptor, so a field access is one load or store, as in a C struct. The Python versions stay
+ * the reference and the fallback (no compiler, other platforms, PREEMPT_PURE=1), and every path
+ * this file does not handle (errors, misuse, closed channels, buffered values, select waiters'
+ * claims, starting a goroutine) calls back into them.
+ *
+ * What runs here, and its rules, are those of _park.park_checked and chan.Chan.send/recv_ok:
+ * see their docstrings; each function below names its Python twin. Everything runs on the M
+ * thread with the GIL held, called from a goroutine (checked as in Python: the scheduler's
+ * running G's greenlet is greenlet.getcurrent()).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <stdint.h>
+#include <time.h>
+
+#define PE_RUNNEXT_STREAK 64   /* _park._RUNNEXT_STREAK */
+#define PE_POLL_EVERY 61       /* _park._POLL_EVERY */
+
+/* Slot offsets, filled by init() from the classes' member descriptors. */
+static Py_ssize_t g_state, g_glet, g_blocker, g_wait_reason, g_wake_exc, g_pending_exc, g_waiter;
+static Py_ssize_t w_g, w_elem, w_ok, w_sel, w_q, w_closed;
+static Py_ssize_t q_q;
+static Py_ssize_t c_buf, c_cap, c_recvq, c_sendq, c_closed;
+static Py_ssize_t s_cur, s_runnext, s_runq, s_streak, s_tick, s_mtick, s_hub_wanted, s_timers,
+    s_npoll, s_hub;
+
+/* Objects from init(): the state strings, the Python twins and helpers. Strong references. */
+static PyObject *st_runnable, *st_running, *st_waiting;
+static PyObject *py_take_direct, *py_raise_pending, *py_waiter_cls, *py_getcurrent, *py_switch;
+static PyObject *py_send, *py_recv, *py_recv_ok, *py_send_closed, *py_recv_closed;
+static PyObject *str_popleft, *str_append, *str_bind, *str_winner, *str_chan_send,
+    *str_chan_receive;
+static PyObject *pe_sched;      /* the running Scheduler (set_sched), or NULL */
+static int pe_ready;
+
+/* Borrowed slot value (NULL if unset). GIL held. */
+static inline PyObject *SLOT(PyObject *o, Py_ssize_t off)
+{
+    return *(PyObject **)((char *)o + off);
+}
+
+/* Stores v (new reference taken here) in a slot, releasing the old value. GIL held. */
+static inline void SET(PyObject *o, Py_ssize_t off, PyObject *v)
+{
+    PyObject **p = (PyObject **)((char *)o + off);
+    PyObject *old = *p;
+    Py_XINCREF(v);
+    *p = v;
+    Py_XDECREF(old);
+}
+
+/* No address-taken locals in any function that can be on the stack while a greenlet switches
+ * (nor in the CPython inline helpers they use, e.g. PyObject_CallMethodOneArg's argument array):
+ * greenlet copies the stack to the heap as raw bytes, and under ASan the redzones around such
+ * locals would be reported as a stack-buffer-underflow in greenlet's memcpy. Hence the
+ * exported PyObject_Call{Method,Function}ObjArgs (3.10 inlines even PyObject_CallOneArg), and
+ * a static timespec. */
+static struct timespec pe_ts;   /* GIL held */
+
+/* time.monotonic() (CLOCK_MONOTONIC, seconds). GIL held. */
+static inline double pe_monotonic(void)
+{
+    clock_gettime(CLOCK_MONOTONIC, &pe_ts);
+    return (double)pe_ts.tv_sec + (double)pe_ts.tv_nsec * 1e-9;
+}
+
+/* The running scheduler if the caller is its running G's greenlet, else NULL (no error set).
+ * GIL held. */
+static PyObject *pe_running_sched(void)
+{
+    PyObject *s = pe_sched;
+    if (s == NULL)
+        return NULL;
+    PyObject *g = SLOT(s, s_cur);
+    if (g == NULL || g == Py_None)
+        return NULL;
+    PyObject *cur = PyObject_CallFunctionObjArgs(py_getcurrent, NULL);
+    if (cur == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    int mine = SLOT(g, g_glet) == cur;
+    Py_DECREF(cur);
+    return mine ? s : NULL;
+}
+
+/* Raises the exception object exc (as Python's `raise exc`); returns NULL. GIL held. */
+static PyObject *pe_raise(PyObject *exc)
+{
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    return NULL;
+}
+
+/* Calls o.name(arg) (arg may be NULL: no argument). New reference or NULL. GIL held. */
+static inline PyObject *pe_call1(PyObject *o, PyObject *name, PyObject *arg)
+{
+    return PyObject_CallMethodObjArgs(o, name, arg, NULL);
+}
+
+/* _park.park_checked(s, g, reason, blocker), in C. New reference (None) or NULL. GIL held. */
+static PyObject *pe_park(PyObject *s, PyObject *g, PyObject *reason, PyObject *blocker)
+{
+    PyObject *pend = SLOT(g, g_pending_exc);
+    if (pend != NULL && pend != Py_None)
+        return PyObject_CallFunctionObjArgs(py_raise_pending, g, blocker, NULL);
+    SET(g, g_state, st_waiting);
+    SET(g, g_wait_reason, reason);
+    SET(g, g_blocker, blocker);
+
+    unsigned long long tick = PyLong_AsUnsignedLongLong(SLOT(s, s_tick));
+    if (tick == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    tick++;
+    PyObject *t = PyLong_FromUnsignedLongLong(tick);
+    if (t == NULL)
+        return NULL;
+    SET(s, s_tick, t);
+    Py_DECREF(t);
+
+    PyObject *target = NULL;  /* greenlet to switch to; new reference */
+    PyObject *arg = NULL;     /* what to pass (a new worker takes its G); borrowed */
+    PyObject *nxt = NULL;     /* new reference */
+    int direct = 0;
+    if (!PyObject_IsTrue(SLOT(s, s_hub_wanted))) {
+        PyObject *timers = SLOT(s, s_timers);
+        int due = 0;
+        if (PyList_GET_SIZE(timers) > 0) {
+            PyObject *top = PyList_GET_ITEM(timers, 0);
+            double when = PyFloat_AsDouble(PyTuple_GET_ITEM(top, 0));
+            if (when == -1.0 && PyErr_Occurred())
+                return NULL;
+            due = when <= pe_monotonic();
+        }
+        Py_ssize_t npoll = PyLong_AsSsize_t(SLOT(s, s_npoll));
+        if (npoll == -1 && PyErr_Occurred())
+            return NULL;
+        if (!due && !(npoll && tick % PE_POLL_EVERY == 0))
+            direct = 1;
+    }
+    if (direct) {
+        PyObject *rn = SLOT(s, s_runnext);
+        Py_ssize_t streak = PyLong_AsSsize_t(SLOT(s, s_streak));
+        if (streak == -1 && PyErr_Occurred())
+            return NULL;
+        if (rn != Py_None && SLOT(rn, g_glet) != Py_None && streak < PE_RUNNEXT_STREAK) {
+            nxt = Py_NewRef(rn);
+            SET(s, s_runnext, Py_None);
+            PyObject *st = PyLong_FromSsize_t(streak + 1);
+            if (st == NULL) {
+                Py_DECREF(nxt);
+                return NULL;
+            }
+            SET(s, s_streak, st);
+            Py_DECREF(st);
+        } else {
+            nxt = PyObject_CallFunctionObjArgs(py_take_direct, s, NULL);
+            if (nxt == NULL)
+                return NULL;
+        }
+        if (nxt != Py_None) {
+            SET(s, s_cur, nxt);
+            SET(nxt, g_state, st_running);
+            Py_buffer *view = PyMemoryView_GET_BUFFER(SLOT(s, s_mtick));
+            *(uint64_t *)view->buf = (uint64_t)tick;
+            PyObject *gl = SLOT(nxt, g_glet);
+            if (gl == Py_None) {
+                target = pe_call1(s, str_bind, nxt);  /* a worker for it */
+                if (target == NULL) {
+                    Py_DECREF(nxt);
+                    return NULL;
+                }
+                arg = nxt;
+            } else {
+                target = Py_NewRef(gl);
+            }
+        }
+    }
+    if (target == NULL) {                       /* the hub decides */
+        Py_XDECREF(nxt);
+        nxt = NULL;
+        SET(s, s_cur, Py_None);
+        target = Py_NewRef(SLOT(s, s_hub));
+    }
+    PyObject *r = arg == NULL ? PyObject_CallFunctionObjArgs(py_switch, target, NULL)
+                              : PyObject_CallFunctionObjArgs(py_switch, target, arg, NULL);
+    Py_DECREF(target);
+    Py_XDECREF(nxt);
+    if (r == NULL)
+        return NULL;                             /* thrown into this greenlet */
+    Py_DECREF(r);
+    PyObject *exc = SLOT(g, g_wake_exc);
+    if (exc != NULL && exc != Py_None) {
+        Py_INCREF(exc);
+        SET(g, g_wake_exc, Py_None);
+        pe_raise(exc);
+        Py_DECREF(exc);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* park(s, g, reason, blocker): _park.park_checked. Python-callable from a goroutine. */
+static PyObject *pe_park_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "park(s, g, reason, blocker)");
+        return NULL;
+    }
+    return pe_park(args[0], args[1], args[2], args[3]);
+}
+
+/* The waiting half of send and recv (Chan.send's tail, Chan._wait_recv): parks the running G of
+ * s in WaitQ q with its cached waiter (Go's sudog cache) holding elem. Returns the waiter (new
+ * reference) once woken, or NULL. GIL held; a goroutine. */
+static PyObject *pe_wait(PyObject *s, PyObject *q, PyObject *elem, PyObject *reason)
+{
+    PyObject *g = Py_NewRef(SLOT(s, s_cur));
+    PyObject *w = SLOT(g, g_waiter);
+    if (w == Py_None) {
+        w = PyObject_CallFunctionObjArgs(py_waiter_cls, g, NULL);
+        if (w == NULL) {
+            Py_DECREF(g);
+            return NULL;
+        }
+        SET(g, g_waiter, w);
+    } else {
+        Py_INCREF(w);
+    }
+    SET(w, w_elem, elem);
+    SET(w, w_ok, Py_False);
+    SET(w, w_closed, Py_False);
+    SET(w, w_q, q);
+    PyObject *r = pe_call1(SLOT(q, q_q), str_append, w);
+    if (r != NULL) {
+        Py_DECREF(r);
+        Py_INCREF(s);
+        r = pe_park(s, g, reason, w);
+        Py_DECREF(s);
+    }
+    Py_DECREF(g);
+    if (r == NULL) {
+        Py_DECREF(w);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return w;
+}
+
+/* Chan.send(v), in C. GIL held; a goroutine. */
+static PyObject *pe_chan_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1)
+        return PyErr_Format(PyExc_TypeError, "send() takes exactly one argument (%zd given)",
+                            nargs);
+    PyObject *v = args[0];
+    PyObject *s = pe_running_sched();
+    if (s == NULL || PyObject_IsTrue(SLOT(self, c_closed)))
+        return PyObject_CallFunctionObjArgs(py_send, self, v, NULL);   /* errors: Python's */
+    PyObject *q = SLOT(SLOT(self, c_recvq), q_q);
+    while (PySequence_Size(q) > 0) {          /* _try_send, inlined: hand to a receiver */
+        PyObject *w = pe_call1(q, str_popleft, NULL);
+        if (w == NULL)
+            return NULL;
+        SET(w, w_q, Py_None);
+        PyObject *sel = SLOT(w, w_sel);
+        if (sel != Py_None) {
+            PyObject *win = PyObject_GetAttr(sel, str_winner);
+            if (win == NULL) {
+                Py_DECREF(w);
+                return NULL;
+            }
+            int taken = win != Py_None;
+            Py_DECREF(win);
+            if (taken || PyObject_SetAttr(sel, str_winner, w) < 0) {
+                Py_DECREF(w);
+                if (taken)
+                    continue;
+                return NULL;
+            }
+        }
+        SET(w, w_elem, v);
+        SET(w, w_ok, Py_True);
+        PyObject *rg = SLOT(w, w_g);
+        SET(rg, g_state, st_runnable);          /* _park.ready(rg, next=True) */
+        SET(rg, g_blocker, Py_None);
+        PyObject *old = Py_NewRef(SLOT(s, s_runnext));
+        SET(s, s_runnext, rg);
+        Py_DECREF(w);
+        if (old != Py_None) {
+            PyObject *r = pe_call1(SLOT(s, s_runq), str_append, old);
+            Py_DECREF(old);
+            if (r == NULL)
+                return NULL;
+            Py_DECREF(r);
+        } else {
+            Py_DECREF(old);
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *buf = SLOT(self, c_buf);
+    Py_ssize_t cap = PyLong_AsSsize_t(SLOT(self, c_cap));
+    if (cap == -1 && PyErr_Occurred())
+        return NULL;
+    if (PySequence_Size(buf) < cap) {
+        PyObject *r = pe_call1(buf, str_append, v);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+        Py_RETURN_NONE;
+    }
+    /* Wait for a receiver. */
+    PyObject *w = pe_wait(s, SLOT(self, c_sendq), v, str_chan_send);
+    if (w == NULL)
+        return NULL;
+    int closed = SLOT(w, w_closed) == Py_True;
+    Py_DECREF(w);
+    if (closed)
+        return PyObject_CallFunctionObjArgs(py_send_closed, self, NULL);   /* raises ChanClosed */
+    Py_RETURN_NONE;
+}
+
+/* Whether recv must take Python's path: a buffered value, a waiting sender, or closed. */
+static int pe_recv_ready(PyObject *ch)
+{
+    return PySequence_Size(SLOT(ch, c_buf)) > 0 ||
+           PySequence_Size(SLOT(SLOT(ch, c_sendq), q_q)) > 0 || SLOT(ch, c_closed) == Py_True;
+}
+
+/* Chan.recv_ok(), in C. GIL held; a goroutine. */
+static PyObject *pe_chan_recv_ok(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args;
+    if (nargs != 0)
+        return PyErr_Format(PyExc_TypeError, "recv_ok() takes no arguments (%zd given)", nargs);
+    PyObject *s = pe_running_sched();
+    if (s == NULL || pe_recv_ready(self))
+        return PyObject_CallFunctionObjArgs(py_recv_ok, self, NULL);       /* Python's path */
+    PyObject *w = pe_wait(s, SLOT(self, c_recvq), Py_None, str_chan_receive);
+    if (w == NULL)
+        return NULL;
+    PyObject *res = PyTuple_Pack(2, SLOT(w, w_elem), SLOT(w, w_ok));
+    Py_DECREF(w);
+    return res;
+}
+
+/* Chan.recv(), in C. GIL held; a goroutine. */
+static PyObject *pe_chan_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args;
+    if (nargs != 0)
+        return PyErr_Format(PyExc_TypeError, "recv() takes no arguments (%zd given)", nargs);
+    PyObject *s = pe_running_sched();
+    if (s == NULL || pe_recv_ready(self))
+        return PyObject_CallFunctionObjArgs(py_recv, self, NULL);       /* Python's path */
+    PyObject *w = pe_wait(s, SLOT(self, c_recvq), Py_None, str_chan_receive);
+    if (w == NULL)
+        return NULL;
+    PyObject *res;
+    if (SLOT(w, w_ok) == Py_True)
+        res = Py_NewRef(SLOT(w, w_elem));
+    else
+        res = PyObject_CallFunctionObjArgs(py_recv_closed, self, NULL);   /* raises ChanClosed */
+    Py_DECREF(w);
+    return res;
+}
+
+static PyMethodDef pe_chan_send_def = {"send", (PyCFunction)(void (*)(void))pe_chan_send,
+                                       METH_FASTCALL, NULL};
+static PyMethodDef pe_chan_recv_def = {"recv", (PyCFunction)(void (*)(void))pe_chan_recv,
+                                       METH_FASTCALL, NULL};
+static PyMethodDef pe_chan_recv_ok_def = {"recv_ok",
+                                          (PyCFunction)(void (*)(void))pe_chan_recv_ok,
+                                          METH_FASTCALL, NULL};
+
+/* The offset of __slots__ member `name` of class cls, or -1 with an exception. Init only. */
+static Py_ssize_t pe_slot_offset(PyObject *cls, const char *name)
+{
+    PyObject *d = PyObject_GetAttrString(cls, name);
+    if (d == NULL)
+        return -1;
+    Py_ssize_t off = -1;
+    if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type == T_OBJECT_EX && !(m->flags & READONLY))
+            off = m->offset;
+    }
+    Py_DECREF(d);
+    if (off < 0)
+        PyErr_Format(PyExc_TypeError, "preempt._hot: %R.%s is not a writable __slots__ member",
+                     cls, name);
+    return off;
+}
+
+/* init(cfg: dict) -> None: offsets and callbacks (see _runtime/_hotpath.py). Once, GIL held. */
+static PyObject *pe_init(PyObject *self, PyObject *cfg)
+{
+    (void)self;
+    if (!PyDict_Check(cfg)) {
+        PyErr_SetString(PyExc_TypeError, "init(cfg: dict)");
+        return NULL;
+    }
+#define GET(name) PyDict_GetItemString(cfg, name)
+    PyObject *G = GET("Goroutine"), *W = GET("Waiter"), *Q = GET("WaitQ"), *C = GET("Chan"),
+             *S = GET("Scheduler");
+    if (!G || !W || !Q || !C || !S) {
+        PyErr_SetString(PyExc_KeyError, "init: a class is missing");
+        return NULL;
+    }
+    struct { Py_ssize_t *off; PyObject *cls; const char *name; } slots[] = {
+        {&g_state, G, "state"}, {&g_glet, G, "glet"}, {&g_blocker, G, "blocker"},
+        {&g_wait_reason, G, "wait_reason"}, {&g_wake_exc, G, "wake_exc"},
+        {&g_pending_exc, G, "pending_exc"}, {&g_waiter, G, "waiter"},
+        {&w_g, W, "g"}, {&w_elem, W, "elem"}, {&w_ok, W, "ok"}, {&w_sel, W, "sel"},
+        {&w_q, W, "q"}, {&w_closed, W, "closed"}, {&q_q, Q, "_q"},
+        {&c_buf, C, "_buf"}, {&c_cap, C, "_cap"}, {&c_recvq, C, "_recvq"},
+        {&c_sendq, C, "_sendq"}, {&c_closed, C, "_closed"},
+        {&s_cur, S, "cur"}, {&s_runnext, S, "runnext"}, {&s_runq, S, "runq"},
+        {&s_streak, S, "streak"}, {&s_tick, S, "tick"}, {&s_mtick, S, "mtick"},
+        {&s_hub_wanted, S, "hub_wanted"}, {&s_timers, S, "timers"}, {&s_npoll, S, "npoll"},
+        {&s_hub, S, "hub"},
+    };
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
+        *slots[i].off = pe_slot_offset(slots[i].cls, slots[i].name);
+        if (*slots[i].off < 0)
+            return NULL;
+    }
+    struct { PyObject **dst; const char *name; } objs[] = {
+        {&st_runnable, "RUNNABLE"}, {&st_running, "RUNNING"}, {&st_waiting, "WAITING"},
+        {&py_take_direct, "take_direct"}, {&py_raise_pending, "raise_pending"},
+        {&py_waiter_cls, "Waiter"}, {&py_getcurrent, "getcurrent"}, {&py_switch, "switch"},
+        {&py_send, "send"}, {&py_recv, "recv"}, {&py_recv_ok, "recv_ok"},
+        {&py_send_closed, "send_closed"}, {&py_recv_closed, "recv_closed"},
+    };
+    for (size_t i = 0; i < sizeof objs / sizeof objs[0]; i++) {
+        PyObject *o = GET(objs[i].name);
+        if (o == NULL) {
+            PyErr_Format(PyExc_KeyError, "init: %s is missing", objs[i].name);
+            return NULL;
+        }
+        Py_XSETREF(*objs[i].dst, Py_NewRef(o));
+    }
+#undef GET
+    pe_ready = 1;
+    Py_RETURN_NONE;
+}
+
+/* set_sched(s or None): the running scheduler, mirrored from _park.sched. GIL held. */
+static PyObject *pe_set_sched(PyObject *self, PyObject *s)
+{
+    (void)self;
+    Py_XSETREF(pe_sched, s == Py_None ? NULL : Py_NewRef(s));
+    Py_RETURN_NONE;
+}
+
+/* chan_methods(Chan) -> (send, recv, recv_ok): method descriptors bound to class Chan. */
+static PyObject *pe_chan_methods(PyObject *self, PyObject *cls)
+{
+    (void)self;
+    if (!pe_ready || !PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "chan_methods(Chan) after init()");
+        return NULL;
+    }
+    PyTypeObject *t = (PyTypeObject *)cls;
+    PyObject *a = PyDescr_NewMethod(t, &pe_chan_send_def);
+    PyObject *b = PyDescr_NewMethod(t, &pe_chan_recv_def);
+    PyObject *c = PyDescr_NewMethod(t, &pe_chan_recv_ok_def);
+    PyObject *r = (a && b && c) ? PyTuple_Pack(3, a, b, c) : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    Py_XDECREF(c);
+    return r;
+}
+
+static PyMethodDef pe_hot_methods[] = {
+    {"init", pe_init, METH_O, "init(cfg): slot offsets and callbacks"},
+    {"set_sched", pe_set_sched, METH_O, "set_sched(s): the running scheduler or None"},
+    {"park", (PyCFunction)(void (*)(void))pe_park_py, METH_FASTCALL,
+     "park(s, g, reason, blocker): _park.park_checked in C"},
+    {"chan_methods", pe_chan_methods, METH_O, "chan_methods(Chan) -> (send, recv, recv_ok)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef pe_hot_module = {
+    PyModuleDef_HEAD_INIT, "preempt._hot", "The channel hand-off path in C. See csrc/pe_hot.c.",
+    -1, pe_hot_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__hot(void)
+{
+    str_popleft = PyUnicode_InternFromString("popleft");
+    str_append = PyUnicode_InternFromString("append");
+    str_bind = PyUnicode_InternFromString("bind");
+    str_winner = PyUnicode_InternFromString("winner");
+    str_chan_send = PyUnicode_InternFromString("chan send");
+    str_chan_receive = PyUnicode_InternFromString("chan receive");
+    if (!str_popleft || !str_append || !str_bind || !str_winner || !str_chan_send ||
+        !str_chan_receive)
+        return NULL;
+    return PyModule_Create(&pe_hot_module);
+}

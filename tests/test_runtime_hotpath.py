@@ -1,0 +1,114 @@
+"""The C hand-off path (csrc/pe_hot.c) and its Python twin: the C one is really in use where it
+was built, it keeps the Python version's errors, and the channel, model and interrupt suites pass
+with the pure-Python path too (PREEMPT_PURE=1, in a child pytest)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import preempt
+from preempt._runtime import _hotpath
+
+pytestmark = pytest.mark.timeout(300)
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILT = importlib.util.find_spec("preempt._hot") is not None
+
+
+def test_c_path_is_in_use_where_built():
+    if os.environ.get("PREEMPT_PURE", "") not in ("", "0"):
+        assert not _hotpath.active()
+        return
+    assert _hotpath.active() == BUILT
+    if BUILT:
+        assert type(preempt.Chan.send).__name__ == "method_descriptor"
+
+
+def test_wrong_arguments_are_type_errors():
+    def main():
+        ch = preempt.Chan(1)
+        with pytest.raises(TypeError):
+            ch.send()
+        with pytest.raises(TypeError):
+            ch.send(1, 2)
+        with pytest.raises(TypeError):
+            ch.recv(1)
+        with pytest.raises(TypeError):
+            ch.recv_ok(None)
+        with pytest.raises((TypeError, AttributeError)):   # C: TypeError; Python: no _closed
+            preempt.Chan.send(object(), 1)          # not a channel
+        ch.send(7)
+        return ch.recv()
+
+    assert preempt.run(main, slice=0) == 7
+
+
+def test_misuse_outside_run_and_from_another_thread_keeps_python_messages():
+    ch = preempt.Chan()
+    with pytest.raises(preempt.PreemptError, match="inside preempt.run"):
+        ch.send(1)
+    with pytest.raises(preempt.PreemptError, match="inside preempt.run"):
+        ch.recv()
+    errors = []
+
+    def main():
+        def other():
+            for op in (lambda: ch.recv(), lambda: ch.recv_ok(), lambda: ch.send(1)):
+                try:
+                    op()
+                except preempt.PreemptError as e:
+                    errors.append(str(e))
+
+        t = threading.Thread(target=other, name="intruder")
+        t.start()
+        while t.is_alive():
+            preempt.sleep(0.001)
+
+    preempt.run(main, slice=0)
+    assert len(errors) == 3 and all("intruder" in e for e in errors), errors
+
+
+def test_closed_channel_errors_through_the_c_path():
+    def main():
+        ch = preempt.Chan()
+        out = []
+
+        def sender():
+            try:
+                ch.send(1)                 # waits; the close wakes it
+            except preempt.ChanClosed as e:
+                out.append(str(e))
+
+        preempt.go(sender)
+        preempt.sleep(0.001)
+        ch2 = preempt.Chan()
+        preempt.go(lambda: (preempt.sleep(0.001), ch2.close()))
+        try:
+            ch2.recv()                     # waits; the close wakes it
+        except preempt.ChanClosed as e:
+            out.append(str(e))
+        ch.close()
+        preempt.sleep(0.001)
+        return out
+
+    out = preempt.run(main, slice=0)
+    assert any("receive from closed and drained" in m for m in out), out
+    assert any("was closed while a send waited" in m for m in out), out
+
+
+@pytest.mark.skipif(not BUILT or os.environ.get("PREEMPT_PURE", "") not in ("", "0"),
+                    reason="the C path is not in use: the suite already ran pure")
+def test_runtime_suites_pass_on_the_pure_python_path():
+    env = dict(os.environ, PREEMPT_PURE="1")
+    p = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "test_runtime_chan.py", "test_runtime_model.py", "test_runtime_interrupt.py",
+         "test_runtime_sync.py", "test_runtime_hotpath.py"],
+        cwd=HERE, env=env, capture_output=True, text=True, timeout=280)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+    assert " passed" in p.stdout
