@@ -8,6 +8,9 @@ value straight to it and puts it in ``runnext`` (the receiver runs next, without
 order (so a ready case is chosen uniformly, and none is starved), and if none is ready it parks
 one waiter per case, all sharing one ``Sel``; the first peer to claim one wins.
 
+``send``, ``recv`` and ``recv_ok`` have C twins (``csrc/pe_hot.c``) for the hand-off path; they
+call these Python methods for everything else, so the rules below are stated once, here.
+
 Semantics (Go's, except where noted):
 
 1. ``send`` on a closed channel raises ChanClosed (Go panics); so does a ``Send`` case chosen by

@@ -21,6 +21,9 @@ Fairness (Go's rules):
 3. A G that was preempted or called gosched() goes to the tail.
 4. A G that has never run and needs a new greenlet is started by the hub (see take_direct).
 
+:func:`park_checked` has a C twin (``csrc/pe_hot.c``, wired by ``_hotpath.py``) that replaces
+it where the extension is built; the two must keep the same rules.
+
 Where these run: on the M thread only, in a G (park, gosched, yield_preempted, exit_g) or in
 any context (ready). A call from another OS thread raises PreemptError (:func:`check_sched`).
 """
