@@ -65,6 +65,7 @@ static inline void SET(PyObject *o, Py_ssize_t off, PyObject *v)
  * exported PyObject_Call{Method,Function}ObjArgs (3.10 inlines even PyObject_CallOneArg), and
  * a static timespec. */
 static struct timespec pe_ts;   /* GIL held */
+static PyObject *pe_switch_args[2];   /* GIL held; borrowed, valid during one call */
 
 /* time.monotonic() (CLOCK_MONOTONIC, seconds). GIL held. */
 static inline double pe_monotonic(void)
@@ -83,7 +84,7 @@ static PyObject *pe_running_sched(void)
     PyObject *g = SLOT(s, s_cur);
     if (g == NULL || g == Py_None)
         return NULL;
-    PyObject *cur = PyObject_CallFunctionObjArgs(py_getcurrent, NULL);
+    PyObject *cur = PyObject_Vectorcall(py_getcurrent, NULL, 0, NULL);
     if (cur == NULL) {
         PyErr_Clear();
         return NULL;
@@ -106,8 +107,10 @@ static inline PyObject *pe_call1(PyObject *o, PyObject *name, PyObject *arg)
     return PyObject_CallMethodObjArgs(o, name, arg, NULL);
 }
 
-/* _park.park_checked(s, g, reason, blocker), in C. New reference (None) or NULL. GIL held. */
-static PyObject *pe_park(PyObject *s, PyObject *g, PyObject *reason, PyObject *blocker)
+/* _park.park_checked(s, g, reason, blocker), in C. New reference (None) or NULL. GIL held.
+ * Inlined into its callers: every C frame between a goroutine's Python code and the switch is
+ * part of the stack greenlet copies out for each parked goroutine. */
+static inline __attribute__((always_inline)) PyObject *pe_park(PyObject *s, PyObject *g, PyObject *reason, PyObject *blocker)
 {
     PyObject *pend = SLOT(g, g_pending_exc);
     if (pend != NULL && pend != Py_None)
@@ -190,8 +193,11 @@ static PyObject *pe_park(PyObject *s, PyObject *g, PyObject *reason, PyObject *b
         SET(s, s_cur, Py_None);
         target = Py_NewRef(SLOT(s, s_hub));
     }
-    PyObject *r = arg == NULL ? PyObject_CallFunctionObjArgs(py_switch, target, NULL)
-                              : PyObject_CallFunctionObjArgs(py_switch, target, arg, NULL);
+    /* greenlet.switch(target[, arg]) through a static argument array (GIL held): the callee
+     * copies the arguments into a tuple before switching, and no array sits in this frame. */
+    pe_switch_args[0] = target;
+    pe_switch_args[1] = arg;
+    PyObject *r = PyObject_Vectorcall(py_switch, pe_switch_args, arg == NULL ? 1 : 2, NULL);
     Py_DECREF(target);
     Py_XDECREF(nxt);
     if (r == NULL)
@@ -219,10 +225,121 @@ static PyObject *pe_park_py(PyObject *self, PyObject *const *args, Py_ssize_t na
     return pe_park(args[0], args[1], args[2], args[3]);
 }
 
+/* _park.ready(g, next=True): g becomes runnable in runnext, the G it displaces goes to the
+ * tail of the run queue. 0, or -1 with an exception. GIL held. */
+static int pe_ready_next(PyObject *s, PyObject *g)
+{
+    SET(g, g_state, st_runnable);
+    SET(g, g_blocker, Py_None);
+    PyObject *old = Py_NewRef(SLOT(s, s_runnext));
+    SET(s, s_runnext, g);
+    int rc = 0;
+    if (old != Py_None) {
+        PyObject *r = pe_call1(SLOT(s, s_runq), str_append, old);
+        if (r == NULL)
+            rc = -1;
+        Py_XDECREF(r);
+    }
+    Py_DECREF(old);
+    return rc;
+}
+
+/* WaitQ.dequeue(): takes and claims the first claimable waiter of WaitQ wq (a select's waiter
+ * only if its Sel has no winner yet). New reference; NULL when none (or NULL with an exception).
+ * GIL held. */
+static PyObject *pe_dequeue(PyObject *wq)
+{
+    PyObject *q = SLOT(wq, q_q);
+    while (PySequence_Size(q) > 0) {
+        PyObject *w = pe_call1(q, str_popleft, NULL);
+        if (w == NULL)
+            return NULL;
+        SET(w, w_q, Py_None);
+        PyObject *sel = SLOT(w, w_sel);
+        if (sel == Py_None)
+            return w;
+        PyObject *win = PyObject_GetAttr(sel, str_winner);
+        if (win == NULL) {
+            Py_DECREF(w);
+            return NULL;
+        }
+        int taken = win != Py_None;
+        Py_DECREF(win);
+        if (!taken) {
+            if (PyObject_SetAttr(sel, str_winner, w) < 0) {
+                Py_DECREF(w);
+                return NULL;
+            }
+            return w;
+        }
+        Py_DECREF(w);
+    }
+    return NULL;
+}
+
+/* Chan._try_recv() without waiting: a buffered value (a waiting sender's value takes its slot),
+ * else a waiting sender's value, else (closed) None. Returns a new reference with pe_recv_flag
+ * set (1: a value, 0: closed and drained); PE_AGAIN when the receiver must wait; NULL on error.
+ * GIL held. */
+static PyObject pe_again_marker;
+#define PE_AGAIN (&pe_again_marker)
+static int pe_recv_flag;        /* GIL held: no out-parameter (see the ASan note above) */
+
+static PyObject *pe_try_recv(PyObject *s, PyObject *ch)
+{
+    PyObject *buf = SLOT(ch, c_buf);
+    if (PySequence_Size(buf) > 0) {
+        PyObject *v = pe_call1(buf, str_popleft, NULL);
+        if (v == NULL)
+            return NULL;
+        PyObject *w = pe_dequeue(SLOT(ch, c_sendq));    /* a sender waited for room */
+        if (w != NULL) {
+            PyObject *r = pe_call1(buf, str_append, SLOT(w, w_elem));
+            int rc = r == NULL ? -1 : 0;
+            Py_XDECREF(r);
+            if (rc == 0) {
+                SET(w, w_ok, Py_True);
+                rc = pe_ready_next(s, SLOT(w, w_g));
+            }
+            Py_DECREF(w);
+            if (rc < 0) {
+                Py_DECREF(v);
+                return NULL;
+            }
+        } else if (PyErr_Occurred()) {
+            Py_DECREF(v);
+            return NULL;
+        }
+        pe_recv_flag = 1;
+        return v;
+    }
+    PyObject *w = pe_dequeue(SLOT(ch, c_sendq));
+    if (w != NULL) {
+        SET(w, w_ok, Py_True);
+        PyObject *v = Py_NewRef(SLOT(w, w_elem));
+        int rc = pe_ready_next(s, SLOT(w, w_g));
+        Py_DECREF(w);
+        if (rc < 0) {
+            Py_DECREF(v);
+            return NULL;
+        }
+        pe_recv_flag = 1;
+        return v;
+    }
+    if (PyErr_Occurred())
+        return NULL;
+    if (SLOT(ch, c_closed) == Py_True) {
+        pe_recv_flag = 0;
+        Py_RETURN_NONE;
+    }
+    return PE_AGAIN;
+}
+
 /* The waiting half of send and recv (Chan.send's tail, Chan._wait_recv): parks the running G of
  * s in WaitQ q with its cached waiter (Go's sudog cache) holding elem. Returns the waiter (new
  * reference) once woken, or NULL. GIL held; a goroutine. */
-static PyObject *pe_wait(PyObject *s, PyObject *q, PyObject *elem, PyObject *reason)
+static inline __attribute__((always_inline)) PyObject *pe_wait(PyObject *s, PyObject *q,
+                                                                PyObject *elem, PyObject *reason)
 {
     PyObject *g = Py_NewRef(SLOT(s, s_cur));
     PyObject *w = SLOT(g, g_waiter);
@@ -266,47 +383,18 @@ static PyObject *pe_chan_send(PyObject *self, PyObject *const *args, Py_ssize_t 
     PyObject *s = pe_running_sched();
     if (s == NULL || PyObject_IsTrue(SLOT(self, c_closed)))
         return PyObject_CallFunctionObjArgs(py_send, self, v, NULL);   /* errors: Python's */
-    PyObject *q = SLOT(SLOT(self, c_recvq), q_q);
-    while (PySequence_Size(q) > 0) {          /* _try_send, inlined: hand to a receiver */
-        PyObject *w = pe_call1(q, str_popleft, NULL);
-        if (w == NULL)
-            return NULL;
-        SET(w, w_q, Py_None);
-        PyObject *sel = SLOT(w, w_sel);
-        if (sel != Py_None) {
-            PyObject *win = PyObject_GetAttr(sel, str_winner);
-            if (win == NULL) {
-                Py_DECREF(w);
-                return NULL;
-            }
-            int taken = win != Py_None;
-            Py_DECREF(win);
-            if (taken || PyObject_SetAttr(sel, str_winner, w) < 0) {
-                Py_DECREF(w);
-                if (taken)
-                    continue;
-                return NULL;
-            }
-        }
+    PyObject *w = pe_dequeue(SLOT(self, c_recvq));  /* _try_send: hand to a receiver */
+    if (w != NULL) {
         SET(w, w_elem, v);
         SET(w, w_ok, Py_True);
-        PyObject *rg = SLOT(w, w_g);
-        SET(rg, g_state, st_runnable);          /* _park.ready(rg, next=True) */
-        SET(rg, g_blocker, Py_None);
-        PyObject *old = Py_NewRef(SLOT(s, s_runnext));
-        SET(s, s_runnext, rg);
+        int rc = pe_ready_next(s, SLOT(w, w_g));
         Py_DECREF(w);
-        if (old != Py_None) {
-            PyObject *r = pe_call1(SLOT(s, s_runq), str_append, old);
-            Py_DECREF(old);
-            if (r == NULL)
-                return NULL;
-            Py_DECREF(r);
-        } else {
-            Py_DECREF(old);
-        }
+        if (rc < 0)
+            return NULL;
         Py_RETURN_NONE;
     }
+    if (PyErr_Occurred())
+        return NULL;
     PyObject *buf = SLOT(self, c_buf);
     Py_ssize_t cap = PyLong_AsSsize_t(SLOT(self, c_cap));
     if (cap == -1 && PyErr_Occurred())
@@ -319,7 +407,7 @@ static PyObject *pe_chan_send(PyObject *self, PyObject *const *args, Py_ssize_t 
         Py_RETURN_NONE;
     }
     /* Wait for a receiver. */
-    PyObject *w = pe_wait(s, SLOT(self, c_sendq), v, str_chan_send);
+    w = pe_wait(s, SLOT(self, c_sendq), v, str_chan_send);
     if (w == NULL)
         return NULL;
     int closed = SLOT(w, w_closed) == Py_True;
@@ -329,11 +417,20 @@ static PyObject *pe_chan_send(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_RETURN_NONE;
 }
 
-/* Whether recv must take Python's path: a buffered value, a waiting sender, or closed. */
-static int pe_recv_ready(PyObject *ch)
+/* recv's core: (value, 1), (None, 0) when closed and drained; NULL on error. The value is
+ * returned as a new reference and the flag in pe_recv_flag. GIL held; a goroutine. */
+static PyObject *pe_recv_core(PyObject *s, PyObject *ch)
 {
-    return PySequence_Size(SLOT(ch, c_buf)) > 0 ||
-           PySequence_Size(SLOT(SLOT(ch, c_sendq), q_q)) > 0 || SLOT(ch, c_closed) == Py_True;
+    PyObject *v = pe_try_recv(s, ch);
+    if (v != PE_AGAIN)
+        return v;
+    PyObject *w = pe_wait(s, SLOT(ch, c_recvq), Py_None, str_chan_receive);
+    if (w == NULL)
+        return NULL;
+    pe_recv_flag = SLOT(w, w_ok) == Py_True;
+    v = Py_NewRef(SLOT(w, w_elem));
+    Py_DECREF(w);
+    return v;
 }
 
 /* Chan.recv_ok(), in C. GIL held; a goroutine. */
@@ -343,13 +440,13 @@ static PyObject *pe_chan_recv_ok(PyObject *self, PyObject *const *args, Py_ssize
     if (nargs != 0)
         return PyErr_Format(PyExc_TypeError, "recv_ok() takes no arguments (%zd given)", nargs);
     PyObject *s = pe_running_sched();
-    if (s == NULL || pe_recv_ready(self))
-        return PyObject_CallFunctionObjArgs(py_recv_ok, self, NULL);       /* Python's path */
-    PyObject *w = pe_wait(s, SLOT(self, c_recvq), Py_None, str_chan_receive);
-    if (w == NULL)
+    if (s == NULL)
+        return PyObject_CallFunctionObjArgs(py_recv_ok, self, NULL);       /* misuse: Python's */
+    PyObject *v = pe_recv_core(s, self);
+    if (v == NULL)
         return NULL;
-    PyObject *res = PyTuple_Pack(2, SLOT(w, w_elem), SLOT(w, w_ok));
-    Py_DECREF(w);
+    PyObject *res = PyTuple_Pack(2, v, pe_recv_flag ? Py_True : Py_False);
+    Py_DECREF(v);
     return res;
 }
 
@@ -360,20 +457,79 @@ static PyObject *pe_chan_recv(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (nargs != 0)
         return PyErr_Format(PyExc_TypeError, "recv() takes no arguments (%zd given)", nargs);
     PyObject *s = pe_running_sched();
-    if (s == NULL || pe_recv_ready(self))
-        return PyObject_CallFunctionObjArgs(py_recv, self, NULL);       /* Python's path */
-    PyObject *w = pe_wait(s, SLOT(self, c_recvq), Py_None, str_chan_receive);
-    if (w == NULL)
-        return NULL;
-    PyObject *res;
-    if (SLOT(w, w_ok) == Py_True)
-        res = Py_NewRef(SLOT(w, w_elem));
-    else
-        res = PyObject_CallFunctionObjArgs(py_recv_closed, self, NULL);   /* raises ChanClosed */
-    Py_DECREF(w);
-    return res;
+    if (s == NULL)
+        return PyObject_CallFunctionObjArgs(py_recv, self, NULL);       /* misuse: Python's */
+    PyObject *v = pe_recv_core(s, self);
+    if (v == NULL || pe_recv_flag)
+        return v;
+    Py_DECREF(v);
+    return PyObject_CallFunctionObjArgs(py_recv_closed, self, NULL);   /* raises ChanClosed */
 }
 
+/* iter(Chan): `for v in ch` receives until the channel is closed and drained (Chan.__iter__). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *ch;
+} pe_chan_iter;
+
+/* next(): recv_ok() without the tuple; NULL without an exception ends the loop. GIL held. */
+static PyObject *pe_chan_iter_next(PyObject *self)
+{
+    PyObject *ch = ((pe_chan_iter *)self)->ch;
+    PyObject *s = pe_running_sched();
+    if (s == NULL) {                             /* misuse: Python's recv_ok raises */
+        PyObject *r = PyObject_CallFunctionObjArgs(py_recv_ok, ch, NULL);
+        if (r == NULL)
+            return NULL;
+        PyObject *v = PyTuple_GET_ITEM(r, 1) == Py_True ? Py_NewRef(PyTuple_GET_ITEM(r, 0)) : NULL;
+        Py_DECREF(r);
+        return v;
+    }
+    PyObject *v = pe_recv_core(s, ch);
+    if (v == NULL || pe_recv_flag)
+        return v;
+    Py_DECREF(v);
+    return NULL;                                 /* closed and drained: the loop ends */
+}
+
+static int pe_chan_iter_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(((pe_chan_iter *)self)->ch);
+    return 0;
+}
+
+static void pe_chan_iter_dealloc(PyObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(((pe_chan_iter *)self)->ch);
+    PyObject_GC_Del(self);
+}
+
+static PyTypeObject pe_chan_iter_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "preempt._hot.ChanIterator",
+    .tp_basicsize = sizeof(pe_chan_iter),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Receives from a channel until it is closed and drained.",
+    .tp_traverse = pe_chan_iter_traverse,
+    .tp_dealloc = pe_chan_iter_dealloc,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = pe_chan_iter_next,
+};
+
+/* Chan.__iter__(), in C. GIL held. */
+static PyObject *pe_chan_iter_new(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    pe_chan_iter *it = PyObject_GC_New(pe_chan_iter, &pe_chan_iter_type);
+    if (it == NULL)
+        return NULL;
+    it->ch = Py_NewRef(self);
+    PyObject_GC_Track((PyObject *)it);
+    return (PyObject *)it;
+}
+
+static PyMethodDef pe_chan_iter_def = {"__iter__", pe_chan_iter_new, METH_NOARGS, NULL};
 static PyMethodDef pe_chan_send_def = {"send", (PyCFunction)(void (*)(void))pe_chan_send,
                                        METH_FASTCALL, NULL};
 static PyMethodDef pe_chan_recv_def = {"recv", (PyCFunction)(void (*)(void))pe_chan_recv,
@@ -474,10 +630,12 @@ static PyObject *pe_chan_methods(PyObject *self, PyObject *cls)
     PyObject *a = PyDescr_NewMethod(t, &pe_chan_send_def);
     PyObject *b = PyDescr_NewMethod(t, &pe_chan_recv_def);
     PyObject *c = PyDescr_NewMethod(t, &pe_chan_recv_ok_def);
-    PyObject *r = (a && b && c) ? PyTuple_Pack(3, a, b, c) : NULL;
+    PyObject *d = PyDescr_NewMethod(t, &pe_chan_iter_def);
+    PyObject *r = (a && b && c && d) ? PyTuple_Pack(4, a, b, c, d) : NULL;
     Py_XDECREF(a);
     Py_XDECREF(b);
     Py_XDECREF(c);
+    Py_XDECREF(d);
     return r;
 }
 
@@ -486,7 +644,8 @@ static PyMethodDef pe_hot_methods[] = {
     {"set_sched", pe_set_sched, METH_O, "set_sched(s): the running scheduler or None"},
     {"park", (PyCFunction)(void (*)(void))pe_park_py, METH_FASTCALL,
      "park(s, g, reason, blocker): _park.park_checked in C"},
-    {"chan_methods", pe_chan_methods, METH_O, "chan_methods(Chan) -> (send, recv, recv_ok)"},
+    {"chan_methods", pe_chan_methods, METH_O,
+     "chan_methods(Chan) -> (send, recv, recv_ok, __iter__)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -505,6 +664,8 @@ PyMODINIT_FUNC PyInit__hot(void)
     str_chan_receive = PyUnicode_InternFromString("chan receive");
     if (!str_popleft || !str_append || !str_bind || !str_winner || !str_chan_send ||
         !str_chan_receive)
+        return NULL;
+    if (PyType_Ready(&pe_chan_iter_type) < 0)
         return NULL;
     return PyModule_Create(&pe_hot_module);
 }

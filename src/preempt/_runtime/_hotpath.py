@@ -1,8 +1,8 @@
 """Puts the C hand-off path (csrc/pe_hot.c, module ``preempt._hot``) in place of its Python twins.
 
-``Chan.send``, ``Chan.recv``, ``Chan.recv_ok`` and ``_park.park_checked`` are replaced by C
-functions that run the same logic on the same objects (slot offsets read from the classes'
-member descriptors). The Python versions stay: the C ones call them for every path they do not
+``Chan.send``, ``Chan.recv``, ``Chan.recv_ok``, ``Chan.__iter__`` and ``_park.park_checked`` are
+replaced by C functions that run the same logic on the same objects (slot offsets read from the
+classes' member descriptors). The Python versions stay: the C ones call them for every path they do not
 handle (misuse, closed channels, buffered values), and they run alone where the extension is
 missing or ``PREEMPT_PURE=1`` is set (tests run the suite both ways).
 
@@ -41,7 +41,7 @@ def install() -> None:
         "send": C.send, "recv": C.recv, "recv_ok": C.recv_ok,
         "send_closed": C._send_closed, "recv_closed": C._recv_closed,
     })
-    C.send, C.recv, C.recv_ok = hot.chan_methods(C)
+    C.send, C.recv, C.recv_ok, C.__iter__ = hot.chan_methods(C)
     _park.park_checked = hot.park
     _hot = hot
 
