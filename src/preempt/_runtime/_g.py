@@ -126,7 +126,7 @@ class Goroutine:
             PreemptError: A goroutine joined itself, or join() had to wait outside ``run()``.
         """
         if self.state is not DEAD:
-            s = _park.check_sched("Goroutine.join")
+            s = _park.running_sched("Goroutine.join")
             if s.cur is self:
                 raise PreemptError(f"goroutine {self.id} {self.name!r} tried to join itself, "
                                    "which would wait for ever; join it from another goroutine")

@@ -280,7 +280,7 @@ def _worker_main(g: Goroutine) -> None:
 def _g_done(s: Scheduler, g: Goroutine) -> None:
     """Bookkeeping for a G whose function returned or raised. Its worker greenlet, runtime code."""
     del s.gs[g.id]
-    waited = g.joiners is not None and len(g.joiners) > 0
+    waited = g.joiners is not None and len(g.joiners._q) > 0
     g._finish()
     if g.exc is not None and g is not s.main and not waited:
         _report_unjoined(g)

@@ -144,15 +144,21 @@ class WaitQ:
 
     def wait(self, reason: str, timeout: Optional[float] = None) -> bool:
         """Parks the running G in this queue until woken (True) or the timeout passes (False)."""
-        s = _park.sched
-        if s is None:
-            s = _park.check_sched(reason)
+        s = _park.running_sched(reason)
         g = s.cur
-        w = Waiter(g)
         if timeout is None:
-            self.enqueue(w)
-            _park.park(reason, w)
+            w = g.waiter            # the G's cached waiter, as Chan uses it: one wait at a time
+            if w is None:
+                w = g.waiter = Waiter(g)
+            else:
+                w.elem = None
+                w.ok = False
+                w.closed = False
+            w.q = self
+            self._q.append(w)
+            _park.park_checked(s, g, reason, w)
             return True
+        w = Waiter(g)
         if timeout <= 0:
             return False
         from ._timers import add_timer
@@ -177,7 +183,13 @@ class WaitQ:
         return w
 
     def wake_all(self) -> int:
+        """Readies every waiter's G; returns how many."""
         n = 0
-        while self.wake_one() is not None:
+        while self._q:
+            w = self.dequeue()
+            if w is None:
+                break
+            w.ok = True
+            _park.ready(w.g)
             n += 1
         return n
