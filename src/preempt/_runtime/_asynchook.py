@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, List
+from collections import deque
+from typing import Any, Deque
 
 from greenlet import GreenletExit
 
@@ -31,9 +32,9 @@ from .. import _corelib
 from . import _park, _preempt
 
 _installed = False
-latencies_us: List[float] = []   # signal -> hook running (µs), most recent _KEEP
-count = 0
 _KEEP = 4096
+latencies_us: Deque[float] = deque(maxlen=_KEEP)   # signal -> hook running (µs), most recent
+count = 0
 
 
 def _on_error(exc_type: Any, exc: Any, tb: Any) -> int:
@@ -68,8 +69,6 @@ def _define() -> None:
         count += 1
         if lat_ns >= 0:
             latencies_us.append(lat_ns / 1000)
-            if len(latencies_us) > _KEEP:
-                del latencies_us[: len(latencies_us) - _KEEP]
         s.nasync = getattr(s, "nasync", 0) + 1
         try:
             _preempt._preempt_hook(0, sys._getframe(1))

@@ -27,7 +27,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, List, Optional
+from collections import deque
+from typing import Any, Deque, List, Optional
 
 from .. import _corelib
 from . import _asynchook, _preempt
@@ -49,7 +50,7 @@ class CoreMonitor(NullMonitor):
         self.active = False
         self._old: Any = None
         self._published = 2**63 - 1
-        self.latencies_us: List[float] = []   # request -> hook, most recent _LAT_KEEP
+        self.latencies_us: Deque[float] = deque(maxlen=_LAT_KEEP)   # request -> hook (µs)
         self.stuck: List[dict] = []           # requests answered after stuck_us (invariant 7)
         self.stuck_us = 50_000.0
         ffi = _corelib.core()[0]
@@ -114,10 +115,7 @@ class CoreMonitor(NullMonitor):
         # req_ns first: once ack_seq is stored, sysmon may make the next request at any moment
         lat = (time.monotonic_ns() - sh.req_ns) / 1000
         sh.ack_seq = seq
-        lats = self.latencies_us
-        lats.append(lat)
-        if len(lats) > _LAT_KEEP:
-            del lats[: len(lats) - _LAT_KEEP]
+        self.latencies_us.append(lat)
         if lat >= self.stuck_us:
             self._record_stuck(lat)
 
