@@ -627,6 +627,20 @@ static PyObject *pe_chan_methods(PyObject *self, PyObject *cls)
         return NULL;
     }
     PyTypeObject *t = (PyTypeObject *)cls;
+    /* The Python twins' docstrings, so help(Chan) reads the same: the strings stay alive with
+     * the functions init() holds. */
+    struct { PyMethodDef *def; PyObject *twin; } docs[] = {
+        {&pe_chan_send_def, py_send}, {&pe_chan_recv_def, py_recv},
+        {&pe_chan_recv_ok_def, py_recv_ok},
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        PyObject *doc = PyObject_GetAttrString(docs[i].twin, "__doc__");
+        if (doc == NULL)
+            return NULL;
+        if (PyUnicode_Check(doc))
+            docs[i].def->ml_doc = PyUnicode_AsUTF8(doc);
+        Py_DECREF(doc);               /* still referenced by the function */
+    }
     PyObject *a = PyDescr_NewMethod(t, &pe_chan_send_def);
     PyObject *b = PyDescr_NewMethod(t, &pe_chan_recv_def);
     PyObject *c = PyDescr_NewMethod(t, &pe_chan_recv_ok_def);
