@@ -74,6 +74,14 @@ static inline double pe_monotonic(void)
     return (double)pe_ts.tv_sec + (double)pe_ts.tv_nsec * 1e-9;
 }
 
+/* Whether channel ch has every slot the C path reads (a subclass whose __init__ skipped
+ * Chan.__init__ has not: the Python twin then raises AttributeError instead of a crash). */
+static inline int pe_chan_complete(PyObject *ch)
+{
+    return SLOT(ch, c_buf) != NULL && SLOT(ch, c_cap) != NULL && SLOT(ch, c_recvq) != NULL &&
+           SLOT(ch, c_sendq) != NULL && SLOT(ch, c_closed) != NULL;
+}
+
 /* The running scheduler if the caller is its running G's greenlet, else NULL (no error set).
  * GIL held. */
 static PyObject *pe_running_sched(void)
@@ -380,7 +388,7 @@ static PyObject *pe_chan_send(PyObject *self, PyObject *const *args, Py_ssize_t 
         return PyErr_Format(PyExc_TypeError, "send() takes exactly one argument (%zd given)",
                             nargs);
     PyObject *v = args[0];
-    PyObject *s = pe_running_sched();
+    PyObject *s = pe_chan_complete(self) ? pe_running_sched() : NULL;
     if (s == NULL || PyObject_IsTrue(SLOT(self, c_closed)))
         return PyObject_CallFunctionObjArgs(py_send, self, v, NULL);   /* errors: Python's */
     PyObject *w = pe_dequeue(SLOT(self, c_recvq));  /* _try_send: hand to a receiver */
@@ -439,7 +447,7 @@ static PyObject *pe_chan_recv_ok(PyObject *self, PyObject *const *args, Py_ssize
     (void)args;
     if (nargs != 0)
         return PyErr_Format(PyExc_TypeError, "recv_ok() takes no arguments (%zd given)", nargs);
-    PyObject *s = pe_running_sched();
+    PyObject *s = pe_chan_complete(self) ? pe_running_sched() : NULL;
     if (s == NULL)
         return PyObject_CallFunctionObjArgs(py_recv_ok, self, NULL);       /* misuse: Python's */
     PyObject *v = pe_recv_core(s, self);
@@ -456,7 +464,7 @@ static PyObject *pe_chan_recv(PyObject *self, PyObject *const *args, Py_ssize_t 
     (void)args;
     if (nargs != 0)
         return PyErr_Format(PyExc_TypeError, "recv() takes no arguments (%zd given)", nargs);
-    PyObject *s = pe_running_sched();
+    PyObject *s = pe_chan_complete(self) ? pe_running_sched() : NULL;
     if (s == NULL)
         return PyObject_CallFunctionObjArgs(py_recv, self, NULL);       /* misuse: Python's */
     PyObject *v = pe_recv_core(s, self);
@@ -476,7 +484,7 @@ typedef struct {
 static PyObject *pe_chan_iter_next(PyObject *self)
 {
     PyObject *ch = ((pe_chan_iter *)self)->ch;
-    PyObject *s = pe_running_sched();
+    PyObject *s = pe_chan_complete(ch) ? pe_running_sched() : NULL;
     if (s == NULL) {                             /* misuse: Python's recv_ok raises */
         PyObject *r = PyObject_CallFunctionObjArgs(py_recv_ok, ch, NULL);
         if (r == NULL)

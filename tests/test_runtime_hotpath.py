@@ -115,3 +115,39 @@ def test_runtime_suites_pass_on_the_pure_python_path():
         cwd=HERE, env=env, capture_output=True, text=True, timeout=280)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
     assert " passed" in p.stdout
+
+
+def test_channel_subclass_that_skipped_init_raises_instead_of_crashing(child):
+    out = child("""
+        import preempt
+        class Half(preempt.Chan):
+            def __init__(self):
+                pass                       # forgot Chan.__init__: no buffer, no queues
+        def main():
+            h = Half()
+            seen = []
+            for op in (lambda: h.send(1), h.recv, h.recv_ok, lambda: next(iter(h))):
+                try:
+                    op()
+                except AttributeError as e:
+                    seen.append(type(e).__name__)
+            return seen
+        print(preempt.run(main, slice=0))
+    """)
+    assert "['AttributeError', 'AttributeError', 'AttributeError', 'AttributeError']" in out, out
+
+
+def test_channel_subclass_works_through_the_c_path():
+    class Tagged(preempt.Chan):
+        __slots__ = ("tag",)
+
+        def __init__(self, tag):
+            super().__init__(1)
+            self.tag = tag
+
+    def main():
+        ch = Tagged("t")
+        preempt.go(lambda: [ch.send(i) for i in range(50)] and ch.close())
+        return list(ch), ch.tag
+
+    assert preempt.run(main, slice=0) == (list(range(50)), "t")
