@@ -31,11 +31,11 @@ static Py_ssize_t w_g, w_elem, w_ok, w_sel, w_q, w_closed;
 static Py_ssize_t q_q;
 static Py_ssize_t c_buf, c_cap, c_recvq, c_sendq, c_closed;
 static Py_ssize_t s_cur, s_runnext, s_runq, s_streak, s_tick, s_mtick, s_hub_wanted, s_timers,
-    s_npoll, s_hub;
+    s_npoll, s_hub, s_free;
 
 /* Objects from init(): the state strings, the Python twins and helpers. Strong references. */
 static PyObject *st_runnable, *st_running, *st_waiting;
-static PyObject *py_take_direct, *py_raise_pending, *py_waiter_cls, *py_getcurrent, *py_switch;
+static PyObject *py_raise_pending, *py_waiter_cls, *py_getcurrent, *py_switch;
 static PyObject *py_send, *py_recv, *py_recv_ok, *py_send_closed, *py_recv_closed;
 static PyObject *str_popleft, *str_append, *str_bind, *str_winner, *str_chan_send,
     *str_chan_receive;
@@ -115,6 +115,53 @@ static inline PyObject *pe_call1(PyObject *o, PyObject *name, PyObject *arg)
     return PyObject_CallMethodObjArgs(o, name, arg, NULL);
 }
 
+/* Stores the int v in slot off of o. 0, or -1 with an exception. GIL held. */
+static int pe_set_int(PyObject *o, Py_ssize_t off, Py_ssize_t v)
+{
+    PyObject *i = PyLong_FromSsize_t(v);
+    if (i == NULL)
+        return -1;
+    SET(o, off, i);
+    Py_DECREF(i);
+    return 0;
+}
+
+/* _park.take_direct(s): the next G for a G-to-G switch (fairness rules 1, 2 and 4), or None when
+ * the hub must choose. New reference, or NULL with an exception. GIL held. */
+static PyObject *pe_take_direct(PyObject *s)
+{
+    PyObject *runq = SLOT(s, s_runq);
+    Py_ssize_t nq = PySequence_Size(runq);
+    Py_ssize_t streak = PyLong_AsSsize_t(SLOT(s, s_streak));
+    if (nq < 0 || (streak == -1 && PyErr_Occurred()))
+        return NULL;
+    int no_free = PyList_GET_SIZE(SLOT(s, s_free)) == 0;
+    PyObject *nxt = SLOT(s, s_runnext);
+    if (nxt != Py_None) {
+        if ((streak >= PE_RUNNEXT_STREAK && nq > 0) || (SLOT(nxt, g_glet) == Py_None && no_free))
+            Py_RETURN_NONE;
+        Py_INCREF(nxt);
+        SET(s, s_runnext, Py_None);
+        if (pe_set_int(s, s_streak, streak + 1) < 0) {
+            Py_DECREF(nxt);
+            return NULL;
+        }
+        return nxt;
+    }
+    if (nq == 0)
+        Py_RETURN_NONE;
+    PyObject *head = PySequence_GetItem(runq, 0);
+    if (head == NULL)
+        return NULL;
+    int fresh = SLOT(head, g_glet) == Py_None;
+    Py_DECREF(head);
+    if (fresh && no_free)
+        Py_RETURN_NONE;          /* rule 4: a G needing a new greenlet is started by the hub */
+    if (pe_set_int(s, s_streak, 0) < 0)
+        return NULL;
+    return pe_call1(runq, str_popleft, NULL);
+}
+
 /* _park.park_checked(s, g, reason, blocker), in C. New reference (None) or NULL. GIL held.
  * Inlined into its callers: every C frame between a goroutine's Python code and the switch is
  * part of the stack greenlet copies out for each parked goroutine. */
@@ -173,7 +220,7 @@ static inline __attribute__((always_inline)) PyObject *pe_park(PyObject *s, PyOb
             SET(s, s_streak, st);
             Py_DECREF(st);
         } else {
-            nxt = PyObject_CallFunctionObjArgs(py_take_direct, s, NULL);
+            nxt = pe_take_direct(s);
             if (nxt == NULL)
                 return NULL;
         }
@@ -591,7 +638,7 @@ static PyObject *pe_init(PyObject *self, PyObject *cfg)
         {&s_cur, S, "cur"}, {&s_runnext, S, "runnext"}, {&s_runq, S, "runq"},
         {&s_streak, S, "streak"}, {&s_tick, S, "tick"}, {&s_mtick, S, "mtick"},
         {&s_hub_wanted, S, "hub_wanted"}, {&s_timers, S, "timers"}, {&s_npoll, S, "npoll"},
-        {&s_hub, S, "hub"},
+        {&s_hub, S, "hub"}, {&s_free, S, "free"},
     };
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
         *slots[i].off = pe_slot_offset(slots[i].cls, slots[i].name);
@@ -600,7 +647,7 @@ static PyObject *pe_init(PyObject *self, PyObject *cfg)
     }
     struct { PyObject **dst; const char *name; } objs[] = {
         {&st_runnable, "RUNNABLE"}, {&st_running, "RUNNING"}, {&st_waiting, "WAITING"},
-        {&py_take_direct, "take_direct"}, {&py_raise_pending, "raise_pending"},
+        {&py_raise_pending, "raise_pending"},
         {&py_waiter_cls, "Waiter"}, {&py_getcurrent, "getcurrent"}, {&py_switch, "switch"},
         {&py_send, "send"}, {&py_recv, "recv"}, {&py_recv_ok, "recv_ok"},
         {&py_send_closed, "send_closed"}, {&py_recv_closed, "recv_closed"},

@@ -36,7 +36,7 @@ def install() -> None:
         "Goroutine": _g.Goroutine, "Waiter": _waitq.Waiter, "WaitQ": _waitq.WaitQ, "Chan": C,
         "Scheduler": _sched.Scheduler,
         "RUNNABLE": _g.RUNNABLE, "RUNNING": _g.RUNNING, "WAITING": _g.WAITING,
-        "take_direct": _park.take_direct, "raise_pending": _park.raise_pending,
+        "raise_pending": _park.raise_pending,
         "getcurrent": getcurrent, "switch": greenlet.switch,
         "send": C.send, "recv": C.recv, "recv_ok": C.recv_ok,
         "send_closed": C._send_closed, "recv_closed": C._recv_closed,

@@ -56,7 +56,7 @@ class Scheduler:
     # The hand-off path's fields are slots: the C version of it (csrc/pe_hot.c) reads them at
     # fixed offsets. Everything else lives in __dict__.
     __slots__ = ("cur", "runnext", "runq", "streak", "tick", "mtick", "hub_wanted", "timers",
-                 "npoll", "hub", "__dict__")
+                 "npoll", "hub", "free", "__dict__")
 
     def __init__(self, slice_seconds: float) -> None:
         self.ident = threading.get_ident()
