@@ -7,11 +7,12 @@
  * Scheduler are __slots__ classes, and init() reads each slot's offset from its member
  * descriptor, so a field access is one load or store, as in a C struct. The Python versions stay
  * the reference and the fallback (no compiler, other platforms, PREEMPT_PURE=1), and every path
- * this file does not handle (errors, misuse, closed channels, buffered values, select waiters'
- * claims, starting a goroutine) calls back into them.
+ * this file does not handle (misuse, errors, a send on a closed channel, a pending interrupt,
+ * binding a worker greenlet) calls back into them.
  *
- * What runs here, and its rules, are those of _park.park_checked and chan.Chan.send/recv_ok:
- * see their docstrings; each function below names its Python twin. Everything runs on the M
+ * What runs here, and its rules, are those of _park.park_checked/take_direct/ready,
+ * WaitQ.dequeue/park_cached and Chan.send/recv/recv_ok/_try_recv/__iter__: see their
+ * docstrings; each function below names its Python twin. Everything runs on the M
  * thread with the GIL held, called from a goroutine (checked as in Python: the scheduler's
  * running G's greenlet is greenlet.getcurrent()).
  */
@@ -390,7 +391,7 @@ static PyObject *pe_try_recv(PyObject *s, PyObject *ch)
     return PE_AGAIN;
 }
 
-/* The waiting half of send and recv (Chan.send's tail, Chan._wait_recv): parks the running G of
+/* The waiting half of send and recv (WaitQ.park_cached): parks the running G of
  * s in WaitQ q with its cached waiter (Go's sudog cache) holding elem. Returns the waiter (new
  * reference) once woken, or NULL. GIL held; a goroutine. */
 static inline __attribute__((always_inline)) PyObject *pe_wait(PyObject *s, PyObject *q,
@@ -429,12 +430,8 @@ static inline __attribute__((always_inline)) PyObject *pe_wait(PyObject *s, PyOb
 }
 
 /* Chan.send(v), in C. GIL held; a goroutine. */
-static PyObject *pe_chan_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *pe_chan_send(PyObject *self, PyObject *v)
 {
-    if (nargs != 1)
-        return PyErr_Format(PyExc_TypeError, "send() takes exactly one argument (%zd given)",
-                            nargs);
-    PyObject *v = args[0];
     PyObject *s = pe_chan_complete(self) ? pe_running_sched() : NULL;
     if (s == NULL || PyObject_IsTrue(SLOT(self, c_closed)))
         return PyObject_CallFunctionObjArgs(py_send, self, v, NULL);   /* errors: Python's */
@@ -489,11 +486,9 @@ static PyObject *pe_recv_core(PyObject *s, PyObject *ch)
 }
 
 /* Chan.recv_ok(), in C. GIL held; a goroutine. */
-static PyObject *pe_chan_recv_ok(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *pe_chan_recv_ok(PyObject *self, PyObject *unused)
 {
-    (void)args;
-    if (nargs != 0)
-        return PyErr_Format(PyExc_TypeError, "recv_ok() takes no arguments (%zd given)", nargs);
+    (void)unused;
     PyObject *s = pe_chan_complete(self) ? pe_running_sched() : NULL;
     if (s == NULL)
         return PyObject_CallFunctionObjArgs(py_recv_ok, self, NULL);       /* misuse: Python's */
@@ -506,11 +501,9 @@ static PyObject *pe_chan_recv_ok(PyObject *self, PyObject *const *args, Py_ssize
 }
 
 /* Chan.recv(), in C. GIL held; a goroutine. */
-static PyObject *pe_chan_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *pe_chan_recv(PyObject *self, PyObject *unused)
 {
-    (void)args;
-    if (nargs != 0)
-        return PyErr_Format(PyExc_TypeError, "recv() takes no arguments (%zd given)", nargs);
+    (void)unused;
     PyObject *s = pe_chan_complete(self) ? pe_running_sched() : NULL;
     if (s == NULL)
         return PyObject_CallFunctionObjArgs(py_recv, self, NULL);       /* misuse: Python's */
@@ -585,13 +578,9 @@ static PyObject *pe_chan_iter_new(PyObject *self, PyObject *unused)
 }
 
 static PyMethodDef pe_chan_iter_def = {"__iter__", pe_chan_iter_new, METH_NOARGS, NULL};
-static PyMethodDef pe_chan_send_def = {"send", (PyCFunction)(void (*)(void))pe_chan_send,
-                                       METH_FASTCALL, NULL};
-static PyMethodDef pe_chan_recv_def = {"recv", (PyCFunction)(void (*)(void))pe_chan_recv,
-                                       METH_FASTCALL, NULL};
-static PyMethodDef pe_chan_recv_ok_def = {"recv_ok",
-                                          (PyCFunction)(void (*)(void))pe_chan_recv_ok,
-                                          METH_FASTCALL, NULL};
+static PyMethodDef pe_chan_send_def = {"send", pe_chan_send, METH_O, NULL};
+static PyMethodDef pe_chan_recv_def = {"recv", pe_chan_recv, METH_NOARGS, NULL};
+static PyMethodDef pe_chan_recv_ok_def = {"recv_ok", pe_chan_recv_ok, METH_NOARGS, NULL};
 
 /* The offset of __slots__ member `name` of class cls, or -1 with an exception. Init only. */
 static Py_ssize_t pe_slot_offset(PyObject *cls, const char *name)

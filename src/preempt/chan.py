@@ -166,18 +166,7 @@ class Chan:
         if len(self._buf) < self._cap:
             self._buf.append(v)
             return
-        g = s.cur
-        w = g.waiter
-        if w is None:
-            w = g.waiter = Waiter(g)
-        w.elem = v
-        w.ok = False
-        w.closed = False
-        sq = self._sendq
-        w.q = sq
-        sq._q.append(w)
-        _park.park_checked(s, g, "chan send", w)
-        if w.closed:
+        if self._sendq.park_cached(s, s.cur, "chan send", v).closed:
             self._send_closed()
 
     def recv(self) -> Any:
@@ -221,18 +210,7 @@ class Chan:
 
     def _wait_recv(self, s: Any) -> Tuple[Any, bool]:
         """Parks the running G in the receive queue; returns what a sender or close() left."""
-        g = s.cur
-        w = g.waiter                # one cached waiter per G for plain send/recv (Go's sudog
-        if w is None:               # cache): a G waits in at most one such queue at a time
-            w = g.waiter = Waiter(g)
-        else:
-            w.elem = None
-            w.ok = False
-            w.closed = False
-        rq = self._recvq
-        w.q = rq
-        rq._q.append(w)
-        _park.park_checked(s, g, "chan receive", w)
+        w = self._recvq.park_cached(s, s.cur, "chan receive")
         return w.elem, w.ok
 
     def close(self) -> None:

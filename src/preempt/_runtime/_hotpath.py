@@ -2,9 +2,10 @@
 
 ``Chan.send``, ``Chan.recv``, ``Chan.recv_ok``, ``Chan.__iter__`` and ``_park.park_checked`` are
 replaced by C functions that run the same logic on the same objects (slot offsets read from the
-classes' member descriptors). The Python versions stay: the C ones call them for every path they do not
-handle (misuse, closed channels, buffered values), and they run alone where the extension is
-missing or ``PREEMPT_PURE=1`` is set (tests run the suite both ways).
+classes' member descriptors). The Python versions stay: the C ones call them for every path
+they do not handle (misuse, errors, a send on a closed channel, a pending interrupt), and they
+run alone where the extension is missing or ``PREEMPT_PURE=1`` is set (tests run the channel,
+model, interrupt and sync suites both ways).
 
 Where it runs: ``install()`` once at import; ``set_sched()`` on the M thread in ``run()``.
 """

@@ -180,8 +180,7 @@ class Scheduler:
                 # its wait was completed (invariant 5 in _g.py): finish the operation first
                 if g.pending_exc is None or isinstance(exc, GreenletExit):
                     g.pending_exc = exc
-                if self.monitor is not None:   # a zero-delay timer: the hook raises it soon
-                    add_timer(self, _park.monotonic(), _noop, None)
+                add_timer(self, _park.monotonic(), _noop, None)   # the hook raises it soon
                 return
             g.wake_exc = exc
             if g.glet is not None:     # move it to the front: runnext

@@ -147,16 +147,7 @@ class WaitQ:
         s = _park.running_sched(reason)
         g = s.cur
         if timeout is None:
-            w = g.waiter            # the G's cached waiter, as Chan uses it: one wait at a time
-            if w is None:
-                w = g.waiter = Waiter(g)
-            else:
-                w.elem = None
-                w.ok = False
-                w.closed = False
-            w.q = self
-            self._q.append(w)
-            _park.park_checked(s, g, reason, w)
+            self.park_cached(s, g, reason)
             return True
         w = Waiter(g)
         if timeout <= 0:
@@ -173,6 +164,22 @@ class WaitQ:
         finally:
             sel.cancel()
         return sel.winner is w
+
+    def park_cached(self, s: Any, g: Any, reason: str, elem: Any = None) -> Waiter:
+        """Parks g, the running G of s, in this queue with its cached waiter holding ``elem``;
+        returns the waiter once woken. One cached waiter per G (Go's sudog cache) is enough:
+        a G waits in at most one queue at a time, except in select, which makes its own.
+        The C twin is ``pe_wait`` in csrc/pe_hot.c."""
+        w = g.waiter
+        if w is None:
+            w = g.waiter = Waiter(g)
+        w.elem = elem
+        w.ok = False
+        w.closed = False
+        w.q = self
+        self._q.append(w)
+        _park.park_checked(s, g, reason, w)
+        return w
 
     def wake_one(self) -> Optional[Waiter]:
         """Readies the first waiter's G; returns the waiter or None."""
