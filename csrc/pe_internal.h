@@ -115,10 +115,13 @@ struct dl_phdr_info;
 PE_HIDDEN int pe_python_object_refused(const struct dl_phdr_info *info);
 PE_HIDDEN void pe_py_trip_signal(int signum);    /* signal-safe */
 PE_HIDDEN void pe_py_raise_on_return(int code);
+PE_HIDDEN const ssize_t *pe_py_varsize_addr(void *obj);
+PE_HIDDEN ssize_t pe_py_member_offset(void *descr);
 
 /* pe_pyoffsets.c */
 PE_HIDDEN void *pe_py_eval_breaker_addr(void);
 PE_HIDDEN const int *pe_py_gil_locked_addr(void);
+PE_HIDDEN const int *pe_py_signals_tripped_addr(void);
 
 /* pe_signal.c */
 PE_HIDDEN int pe_signal_install(void);

@@ -20,6 +20,14 @@
  * native code or a blocking call — no bytecode will run to take a poke — so sysmon signals it
  * at once instead of waiting out the grace period. Read-only, racy by design: a wrong guess
  * costs one declined signal or one grace period, never correctness.
+ *
+ * The third is CPython's "a signal is tripped" word: _PyRuntime.ceval.signals_pending on
+ * 3.10-3.11, _PyRuntime.signals.is_tripped on 3.12+. CPython's C handler sets it wherever the
+ * signal lands; the M clears it when it runs the Python-level handlers, at a bytecode. When it
+ * stays set, the M runs no bytecode (native code, a blocking call, or a signal that landed on
+ * another thread while the hub sleeps in epoll), and sysmon signals the M so that the handler
+ * runs now: Ctrl-C reaches a program whose goroutines loop in native code. Our own SLOT trips
+ * set it too; sysmon only looks while no request of its own is outstanding.
  */
 #define Py_BUILD_CORE 1
 #include <Python.h>
@@ -29,9 +37,7 @@
 #if defined(__has_include)
 #if __has_include(<internal/pycore_interp.h>)
 #include <internal/pycore_interp.h>
-#if PY_VERSION_HEX < 0x030C0000
 #include <internal/pycore_runtime.h>
-#endif
 #define PE_HAVE_INTERNALS 1
 #if PY_VERSION_HEX < 0x030D0000
 #define PE_HAVE_EVAL_BREAKER_OFFSET 1
@@ -67,6 +73,21 @@ PE_HIDDEN const int *pe_py_gil_locked_addr(void)
     return (const int *)&interp->ceval.gil->locked;
 #else
     return (const int *)&_PyRuntime.ceval.gil.locked;
+#endif
+#else
+    return NULL;
+#endif
+}
+
+/* Address of CPython's "some signal is tripped" word, or NULL where unknown. Any thread (a field
+ * of _PyRuntime, which lives as long as the process). */
+PE_HIDDEN const int *pe_py_signals_tripped_addr(void)
+{
+#ifdef PE_HAVE_INTERNALS
+#if PY_VERSION_HEX >= 0x030C0000
+    return (const int *)&_PyRuntime.signals.is_tripped;
+#else
+    return (const int *)&_PyRuntime.ceval.signals_pending;
 #endif
 #else
     return NULL;

@@ -21,6 +21,7 @@
 #include "pe_internal.h"
 
 #include <link.h>
+#include <structmember.h>
 
 /* The calling thread's PyThreadState, or NULL when it is not a Python thread. Any GIL state. */
 PE_HIDDEN void *pe_py_this_tstate(void)
@@ -85,4 +86,24 @@ PE_HIDDEN void pe_py_raise_on_return(int code)
     }
     PyErr_Clear();
     PyGILState_Release(st);
+}
+
+/* Address of a variable-size object's ob_size (a deque's length), for sysmon's racy reads.
+ * Normal context, GIL held (the object must outlive the reads). */
+PE_HIDDEN const ssize_t *pe_py_varsize_addr(void *obj)
+{
+    return &((PyVarObject *)obj)->ob_size;
+}
+
+/* Byte offset of the __slots__ member that a member descriptor describes, or -1 when descr is
+ * not one (or not an object-pointer slot). Normal context, GIL held. */
+PE_HIDDEN ssize_t pe_py_member_offset(void *descr)
+{
+    PyObject *d = (PyObject *)descr;
+    if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type))
+        return -1;
+    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+    if (!m || m->type != T_OBJECT_EX)
+        return -1;
+    return m->offset;
 }

@@ -31,6 +31,24 @@
  * code that does not retry on EINTR still finishes. A switch on the M (schedtick moved) answers
  * any outstanding request.
  *
+ * A slice ends without any request when nothing else could run (Go's retake also leaves a P
+ * alone whose run queue is empty): the run queue and runnext are empty, no fd or offload result
+ * is ready in the poller's epoll, no timer is due and no signal handler left work for the hub.
+ * A request then would only switch the goroutine out and straight back in — and, were it in
+ * native code or a blocking call, hand C code that does not retry EINTR (usleep, nanosleep,
+ * poll through ctypes) a spurious EINTR. While the M runs no bytecode the run queue cannot
+ * change (only the M touches it), so sysmon reads it without locks: racy reads of aligned
+ * words the M writes, where a stale answer costs one slice of delay, never correctness.
+ *
+ * A Python signal handler that CPython has tripped but not run is work too. Its C handler sets
+ * CPython's tripped word wherever the signal landed, but the Python handler runs only at a
+ * bytecode on the M: not while the goroutine is inside a long native call, nor while the hub
+ * sleeps in epoll if the signal went to another thread. When the word stays set for a grace
+ * period while no request of ours is outstanding, sysmon asks for an async preemption and
+ * signals the M (backing off like the requests): the trampoline takes the GIL and the handler
+ * runs in the runtime's hook; elsewhere the signal makes a blocking call return EINTR and
+ * CPython runs the handler. Ctrl-C thus reaches a program whose goroutines loop in native code.
+ *
  * sysmon blocks every signal (so SIGINT and friends go to the M) and sets its timer slack to
  * 1 ns so its sleeps end when asked. It sleeps on a futex (kick) so the M can wake it when it
  * publishes an earlier deadline or stops.
@@ -43,6 +61,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
@@ -50,7 +69,8 @@
 #define PE_GRACE_NS 200000LL
 #define PE_GRACE_GIL_FREE_NS 10000LL  /* nobody holds the GIL: the M runs no bytecode */
 #define PE_SIGNAL_BACKOFF_MAX_NS 50000000LL
-#define PE_IDLE_SLEEP_NS 50000000LL
+#define PE_IDLE_SLEEP_NS 20000000LL    /* also how late a signal that missed the M is seen */
+#define PE_SIG_GRACE_NS 1000000LL      /* a tripped Python handler not run within this: kick */
 #define PE_TIMER_QUANTUM_NS 200000LL  /* at most one timer-driven request per 200 us */
 
 static pe_sysmon_shared_t pe_sm;        /* the shared words (one M per process in version 1) */
@@ -66,6 +86,12 @@ static void *pe_sm_breaker;             /* eval_breaker to poke (3.10-3.12) or N
 static const int *pe_sm_gil_locked;     /* the GIL's locked word, or NULL (pe_pyoffsets.c) */
 static int64_t pe_sm_grace_ns = PE_GRACE_NS; /* PREEMPT_SYSMON_GRACE_US overrides (tests) */
 static pthread_mutex_t pe_sm_mu = PTHREAD_MUTEX_INITIALIZER; /* start/stop only */
+static const int *pe_sm_sig_tripped;    /* CPython's "a signal is tripped" word, or NULL */
+/* Where "another goroutine could run" is read (pe_sysmon_watch_work); NULL: assume it could. */
+static const ssize_t *_Atomic pe_sm_runq_len;
+static void *const *_Atomic pe_sm_runnext;
+static void *pe_sm_none;
+static _Atomic int pe_sm_epfd = -1;
 
 #define LOAD(f) __atomic_load_n(&pe_sm.f, __ATOMIC_ACQUIRE)
 #define STORE(f, v) __atomic_store_n(&pe_sm.f, (v), __ATOMIC_RELEASE)
@@ -126,6 +152,55 @@ PE_HIDDEN int pe_sysmon_on_signal(int32_t tid)
     return 1;
 }
 
+/* 1 when a goroutine other than the running one could run, or the hub has work: the switch a
+ * request causes would do something. Racy reads by design (see the top). sysmon thread only. */
+static int pe_sysmon_other_work(int64_t now, int64_t deadline)
+{
+    if (deadline <= now || LOAD(want_hub))
+        return 1;
+    const ssize_t *len = atomic_load(&pe_sm_runq_len);
+    void *const *rn = atomic_load(&pe_sm_runnext);
+    if (!len || !rn)
+        return 1;
+    if (__atomic_load_n(len, __ATOMIC_RELAXED) > 0)
+        return 1;
+    void *next = __atomic_load_n(rn, __ATOMIC_RELAXED);
+    if (next && next != pe_sm_none)
+        return 1;
+    int epfd = atomic_load(&pe_sm_epfd);
+    if (epfd >= 0) {
+        struct epoll_event ev;
+        /* level-triggered: looking does not consume the readiness the hub will see */
+        if (epoll_wait(epfd, &ev, 1, 0) != 0)
+            return 1; /* ready, or an error (a closed fd): let the hub find out */
+    }
+    return 0;
+}
+
+/* 1 while CPython has a Python-level signal handler tripped and not yet run. sysmon only. */
+static int pe_sysmon_signal_tripped(void)
+{
+    return pe_sm_sig_tripped && __atomic_load_n(pe_sm_sig_tripped, __ATOMIC_RELAXED) != 0;
+}
+
+int pe_sysmon_watch_work(void *runq, void *sched, void *runnext_descr, void *none, int epfd)
+{
+    if (!runq || !sched || !runnext_descr) {
+        atomic_store(&pe_sm_runq_len, NULL);
+        atomic_store(&pe_sm_runnext, NULL);
+        atomic_store(&pe_sm_epfd, -1);
+        return PE_OK;
+    }
+    ssize_t off = pe_py_member_offset(runnext_descr);
+    if (off < 0)
+        return PE_INVALID;
+    pe_sm_none = none;
+    atomic_store(&pe_sm_epfd, epfd);
+    atomic_store(&pe_sm_runnext, (void *const *)((char *)sched + off));
+    atomic_store(&pe_sm_runq_len, pe_py_varsize_addr(runq));
+    return PE_OK;
+}
+
 /* The monitor loop. sysmon thread only. */
 static void *pe_sysmon_main(void *arg)
 {
@@ -143,6 +218,9 @@ static void *pe_sysmon_main(void *arg)
     int64_t last_timer_req = 0;      /* when the last timer-driven request was made */
     int was_pending = 0;             /* a request was outstanding at the previous look */
     int64_t next_repoke = 0, next_signal = 0, signal_backoff = PE_GRACE_NS;
+    int64_t sig_seen = 0;            /* when a tripped, unrun Python handler was first seen */
+    int64_t sig_next = 0, sig_backoff = PE_SIG_GRACE_NS;
+    int sig_claimed = 0;             /* we asked for an async preemption for that handler */
 
     while (!atomic_load(&pe_sm_stop)) {
         int64_t now = pe_now_ns();
@@ -194,6 +272,12 @@ static void *pe_sysmon_main(void *arg)
                 next_repoke = now + PE_REPOKE_NS;
             }
             wake = next_repoke < next_signal ? next_repoke : next_signal;
+        } else if (running && now - seen_when >= pe_sm_slice_ns && deadline > now &&
+                   !pe_sysmon_other_work(now, deadline)) {
+            /* the slice is over but nothing else could run: let it go on, look again in a slice */
+            BUMP(n_alone);
+            seen_when = now;
+            wake = now + pe_sm_slice_ns;
         } else if (running && (now - seen_when >= pe_sm_slice_ns ||
                                (deadline <= now && now - last_timer_req >= PE_TIMER_QUANTUM_NS))) {
             int timer = now - seen_when < pe_sm_slice_ns;
@@ -214,6 +298,36 @@ static void *pe_sysmon_main(void *arg)
             if (due <= now) /* due, but a timer request was made less than a quantum ago */
                 due = last_timer_req + PE_TIMER_QUANTUM_NS;
             wake = end < due ? end : due;
+        }
+        if (!pending && pe_sysmon_signal_tripped()) {
+            /* a Python handler waits for a bytecode on the M that does not come (see the top) */
+            if (!sig_seen) {
+                sig_seen = now;
+                sig_next = now + PE_SIG_GRACE_NS;
+                sig_backoff = PE_SIG_GRACE_NS;
+            } else if (now >= sig_next) {
+                pe_thread_t *m = pe_thread_lookup(pe_sm_m_slot, pe_sm_m_gen);
+                if (m && running && pe_thread_claim_preempt(m))
+                    sig_claimed = 1;
+                pe_sysmon_signal_m();
+                BUMP(n_signal_kicks);
+                sig_backoff = sig_backoff * 2 < PE_SIGNAL_BACKOFF_MAX_NS ? sig_backoff * 2
+                                                                         : PE_SIGNAL_BACKOFF_MAX_NS;
+                sig_next = now + sig_backoff;
+            }
+            if (sig_next < wake)
+                wake = sig_next;
+        } else {
+            sig_seen = 0;
+            if (sig_claimed && pending) {
+                async_claimed = 1; /* the outstanding request now owns the async claim */
+            } else if (sig_claimed) {
+                /* the handler ran: withdraw the async request if the M did not take it */
+                pe_thread_t *m = pe_thread_lookup(pe_sm_m_slot, pe_sm_m_gen);
+                if (m)
+                    pe_thread_withdraw_preempt(m);
+            }
+            sig_claimed = 0;
         }
         int64_t d = wake - pe_now_ns();
         if (d > 0) {
@@ -244,6 +358,7 @@ int pe_sysmon_start(int slot_signum, int64_t slice_ns, int32_t m_slot, uint32_t 
     pe_sm_slice_ns = slice_ns;
     pe_sm_breaker = pe_py_eval_breaker_addr();
     pe_sm_gil_locked = pe_py_gil_locked_addr();
+    pe_sm_sig_tripped = pe_py_signals_tripped_addr();
     const char *g = getenv("PREEMPT_SYSMON_GRACE_US");
     pe_sm_grace_ns = (g && atoll(g) > 0) ? atoll(g) * 1000 : PE_GRACE_NS;
     atomic_store(&pe_sm_m_tid, atomic_load(&m->tid));
@@ -281,6 +396,7 @@ void pe_sysmon_stop(void)
         pe_sm_started = 0;
         atomic_store(&pe_sm_m_tid, 0);
     }
+    pe_sysmon_watch_work(NULL, NULL, NULL, NULL, -1);
     pthread_mutex_unlock(&pe_sm_mu);
 }
 
@@ -290,4 +406,8 @@ PE_HIDDEN void pe_sysmon_atfork_child(void)
     pthread_mutex_init(&pe_sm_mu, NULL);
     pe_sm_started = 0;
     atomic_store(&pe_sm_m_tid, 0);
+    /* the parent's objects exist here too, but the runtime re-publishes them when it restarts */
+    atomic_store(&pe_sm_runq_len, NULL);
+    atomic_store(&pe_sm_runnext, NULL);
+    atomic_store(&pe_sm_epfd, -1);
 }

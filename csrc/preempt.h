@@ -122,13 +122,15 @@ typedef struct {
     uint64_t ack_seq;          /* M: the latest request the hook took */
     int64_t  req_ns;           /* sysmon: when req_seq was made (CLOCK_MONOTONIC ns) */
     uint32_t req_reason;       /* sysmon: PE_REASON_* of req_seq */
-    uint32_t _pad;
+    uint32_t want_hub;         /* M: a Python signal handler left work for the hub (1), done (0) */
     uint64_t req_tick;         /* sysmon: schedtick when req_seq was made (stale once it moved) */
     int64_t  max_pending_ns;   /* sysmon: longest a request waited so far (invariant 7) */
     uint64_t n_requests;       /* sysmon statistics */
     uint64_t n_timer_requests;
     uint64_t n_repokes;
     uint64_t n_signals;
+    uint64_t n_alone;          /* slices that ended with nothing else to run: no request made */
+    uint64_t n_signal_kicks;   /* signals sent because a Python signal handler was not run */
 } pe_sysmon_shared_t;
 
 /* Start the monitor thread for the calling thread, the M (registered as m_slot/m_gen). Requests
@@ -141,6 +143,12 @@ void pe_sysmon_stop(void);
 pe_sysmon_shared_t *pe_sysmon_shared(void);
 /* Wake sysmon early (after publishing an earlier deadline). Any thread. */
 void pe_sysmon_kick(void);
+/* Tell sysmon where to look for "another goroutine could run": the run queue (a deque: its
+ * length), the scheduler's runnext slot (sched + the offset its member descriptor gives; none is
+ * the object that means empty) and the poller's epoll fd (-1: none). While these are set, a slice
+ * ends without a request when nothing else could run (DESIGN.md §4). All NULL: forget them.
+ * The objects must outlive sysmon or the next call. M thread, GIL held. PE_OK or PE_INVALID. */
+int pe_sysmon_watch_work(void *runq, void *sched, void *runnext_descr, void *none, int epfd);
 /* What the preempt hook asks the trampoline to do once the goroutine may continue. */
 #define PE_HOOK_CONTINUE         0
 #define PE_HOOK_RAISE_INTERRUPT  1  /* KeyboardInterrupt at the next bytecode after the call */
