@@ -94,6 +94,45 @@ def test_once_runs_once_even_if_it_raises_and_others_wait():
     run(main)
 
 
+def test_once_called_recursively_raises_and_other_goroutines_still_wait():
+    """Rule 3: do() from inside its own fn is an error that says so (it used to blame an
+    internal Mutex); another goroutine's do() still waits for the running fn."""
+    def main():
+        once = preempt.Once()
+        seen = []
+
+        def init():
+            with pytest.raises(preempt.PreemptError,
+                               match="Once.do was called recursively from its own function"):
+                once.do(init)
+            seen.append("inner raised")
+
+        once.do(init)
+        assert seen == ["inner raised"] and once.done()
+        once.do(init)                        # done: returns at once
+        assert seen == ["inner raised"]
+
+        o2, log = preempt.Once(), []
+
+        def slow():
+            log.append("start")
+            preempt.sleep(0.02)
+            log.append("end")
+
+        def other():
+            o2.do(lambda: log.append("never"))
+            log.append("other returned")
+
+        g1 = preempt.go(o2.do, slow)
+        preempt.gosched()                    # g1 is inside slow()
+        g2 = preempt.go(other)
+        g1.join()
+        g2.join()
+        assert log == ["start", "end", "other returned"]
+
+    run(main)
+
+
 def test_event_set_wait_clear_timeout():
     def main():
         ev = preempt.Event()

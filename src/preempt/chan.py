@@ -36,6 +36,7 @@ from greenlet import getcurrent
 from ._errors import ChanClosed, PreemptError
 from ._runtime import _park
 from ._runtime._park import RUNNABLE
+from ._runtime._timeouts import TIMEOUT_MAX, check_timeout
 from ._runtime._timers import add_timer
 from ._runtime._waitq import TIMEOUT, Sel, Waiter, WaitQ
 
@@ -276,7 +277,9 @@ def select(*cases: Any, timeout: Optional[float] = None,
 
     Args:
         *cases: ``Recv(ch)`` and ``Send(ch, v)`` cases.
-        timeout: Give up after this many seconds (None: wait for ever).
+        timeout: Give up after this many seconds: an int or float (or another real number)
+            >= 0; 0 only checks the cases once. None, ``math.inf`` or any value above 2**31 s
+            (about 68 years) waits for ever.
         default: Do not wait at all when no case is ready (Go's ``default:``).
 
     Returns:
@@ -285,6 +288,8 @@ def select(*cases: Any, timeout: Optional[float] = None,
 
     Raises:
         ChanClosed: The case taken is a Send on a closed channel.
+        TypeError: ``timeout`` is not None or a number, or is a bool.
+        ValueError: ``timeout`` is NaN or negative.
 
     Among ready cases the choice is uniformly random, so no ready case is starved.
 
@@ -293,6 +298,8 @@ def select(*cases: Any, timeout: Optional[float] = None,
         i, v = preempt.select(preempt.Recv(data), preempt.Recv(quit), timeout=1.0)
         if i == -1: ...   # timed out
     """
+    if timeout is not None and not (type(timeout) is float and 0.0 <= timeout <= TIMEOUT_MAX):
+        timeout = check_timeout(timeout, "preempt.select()")   # rules in _runtime/_timeouts.py
     s = _sched("preempt.select()")
     n = len(cases)
     for c in cases:

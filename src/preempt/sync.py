@@ -11,7 +11,10 @@ Rules:
    never starved. It is not reentrant; any goroutine may unlock it (as in Go).
 2. WaitGroup's counter never goes below zero: that raises PreemptError at the call that did it.
 3. Once runs its function at most once, even if it raises (Go's rule); concurrent callers wait
-   until it has finished.
+   until it has finished. A call from inside the function itself (the same goroutine) raises
+   PreemptError: Go deadlocks there; we say what happened.
+4. Timeouts follow ``_runtime/_timeouts.py``: seconds >= 0, None or ``math.inf`` for ever,
+   NaN, negative and non-numbers rejected.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Callable, Optional
 
 from ._errors import PreemptError
 from ._runtime import _park, _preempt
+from ._runtime._timeouts import TIMEOUT_MAX, check_timeout
 from ._runtime._waitq import Waiter, WaitQ
 
 
@@ -177,11 +181,19 @@ class Event:
         """Waits until the flag is set.
 
         Args:
-            timeout: Seconds to wait at most (None: for ever).
+            timeout: Seconds to wait at most: an int or float (or another real number) >= 0;
+                0 only checks the flag. None, ``math.inf`` or any value above 2**31 s (about 68
+                years) waits for ever.
 
         Returns:
             True if the flag is set, False if the timeout passed first.
+
+        Raises:
+            TypeError: ``timeout`` is not None or a number, or is a bool.
+            ValueError: ``timeout`` is NaN or negative.
         """
+        if timeout is not None and not (type(timeout) is float and 0.0 <= timeout <= TIMEOUT_MAX):
+            timeout = check_timeout(timeout, "Event.wait()")   # rules in _timeouts.py
         if self._flag:
             return True
         _sched("Event.wait()")
@@ -201,11 +213,12 @@ class Once:
         init.do(load_config)      # the first caller runs it; the others wait for it
     """
 
-    __slots__ = ("_done", "_mu")
+    __slots__ = ("_done", "_mu", "_runner")
 
     def __init__(self) -> None:
         self._done = False
         self._mu = Mutex()
+        self._runner: Any = None      # the goroutine running fn, while it runs
 
     def __repr__(self) -> str:
         return f"<Once {'done' if self._done else 'pending'}>"
@@ -214,15 +227,31 @@ class Once:
         return self._done
 
     def do(self, fn: Callable[[], Any]) -> None:
-        """Calls ``fn()`` if no call to ``do`` has done so yet; waits while one is running."""
+        """Calls ``fn()`` if no call to ``do`` has done so yet; waits while one is running.
+
+        Args:
+            fn: Called with no arguments, at most once per Once (even if it raises).
+
+        Raises:
+            PreemptError: ``fn`` (or something it calls) called ``do`` on this same Once from the
+                same goroutine, which would wait for itself for ever (rule 3).
+            BaseException: Whatever ``fn`` raised (the Once is done all the same).
+        """
         if self._done:
             return
+        g = _sched("Once.do()").cur
+        if self._runner is g:
+            raise PreemptError(f"Once.do was called recursively from its own function (goroutine "
+                               f"{g.id} {g.name!r}): the inner call would wait for the outer one "
+                               "for ever; do the work directly instead of through the same Once")
         self._mu.lock()
         try:
             if not self._done:
+                self._runner = g
                 try:
                     fn()
                 finally:
+                    self._runner = None
                     self._done = True
         finally:
             self._mu.unlock()

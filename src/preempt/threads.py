@@ -37,10 +37,11 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Dict, Iterator, List, Optional
+from typing import ContextManager, Dict, Iterator, List, Optional
 
 from . import _corelib
 from ._errors import PreemptError, SuspendTimeout, ThreadExited
+from ._runtime._timeouts import check_timeout
 
 __all__ = ["ThreadHandle", "current", "registered", "stop_the_world"]
 
@@ -116,19 +117,22 @@ class ThreadHandle:
         """Parks the thread at its next asynchronous safe-point.
 
         Args:
-            timeout: seconds to wait; None waits until it parks (Ctrl-C still interrupts).
+            timeout: seconds to wait, an int or float (or another real number) >= 0; None,
+                ``math.inf`` or any value above 2**31 s (about 68 years) waits until it parks
+                (Ctrl-C still interrupts).
 
         Returns:
             True once the thread is parked; False if it reached no safe-point in time (the
             request is withdrawn and the thread runs on untouched).
 
         Raises:
+            TypeError: ``timeout`` is not None or a number, or is a bool.
+            ValueError: ``timeout`` is NaN or negative.
             ThreadExited: the thread has exited.
             PreemptError: the caller is the thread itself, or another caller holds it suspended.
             Unavailable: async preemption does not work here (see preempt.available()).
         """
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
+        timeout = check_timeout(timeout, "ThreadHandle.suspend()")   # _runtime/_timeouts.py
         ffi, lib = _corelib.core()
         deadline = None if timeout is None else time.monotonic() + timeout
         backoff = ffi.new("int64_t *", 0)
@@ -257,24 +261,34 @@ def registered() -> List[ThreadHandle]:
     return out
 
 
-@contextlib.contextmanager
-def stop_the_world(timeout: Optional[float] = None) -> Iterator[List[ThreadHandle]]:
+def stop_the_world(timeout: Optional[float] = None) -> ContextManager[List[ThreadHandle]]:
     """Parks every registered thread but the caller, and resumes them all on exit.
 
     Every registered thread must reach an asynchronous safe-point (native code in a registered
     region, GIL released). Threads that exit meanwhile are skipped; threads registered after the
-    call starts are not stopped.
+    call starts are not stopped. Use it as ``with stop_the_world(timeout=1.0) as stopped:``.
 
     Args:
-        timeout: seconds for the whole stop; None waits as long as it takes.
+        timeout: seconds for the whole stop, an int or float (or another real number) >= 0;
+            None, ``math.inf`` or any value above 2**31 s (about 68 years) waits as long as it
+            takes.
 
-    Yields:
-        The handles of the threads that were stopped.
+    Returns:
+        A context manager; entering it stops the threads and yields the handles of the threads
+        that were stopped.
 
     Raises:
-        SuspendTimeout: some thread did not park in time; those already parked are resumed
-            before this is raised, and the message names the ones that did not.
+        TypeError: ``timeout`` is not None or a number, or is a bool (raised by the call).
+        ValueError: ``timeout`` is NaN or negative (raised by the call).
+        SuspendTimeout: some thread did not park in time (raised on entering); those already
+            parked are resumed before this is raised, and the message names the ones that did
+            not.
     """
+    return _stop_the_world(check_timeout(timeout, "preempt.threads.stop_the_world()"))
+
+
+@contextlib.contextmanager
+def _stop_the_world(timeout: Optional[float]) -> Iterator[List[ThreadHandle]]:
     me = threading.get_native_id()
     deadline = None if timeout is None else time.monotonic() + timeout
     stopped: List[ThreadHandle] = []

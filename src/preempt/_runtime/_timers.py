@@ -16,6 +16,12 @@ Invariants:
    ones (a ``select`` with a long timeout in a loop), the heap is rebuilt without them.
 3. A timer callback runs on the hub, must not block, and usually just calls ``ready()``.
    Timer-woken Gs go to ``runnext`` (Go's ``goready``), so a ticker is not queued behind CPU hogs.
+4. Every deadline in the heap is a finite monotonic time below ``WHEN_MAX`` (the C monitor's
+   int64 nanoseconds): callers validate durations with ``_timeouts.py`` first, where "for ever"
+   means no timer at all, and ``add_timer`` refuses anything else. A sleep for ever parks on
+   ``FOREVER``, a blocker with no timer, so the deadlock check sees it has nothing to wait for.
+5. The hub never asks epoll to wait more than ``POLL_MAX`` (``next_deadline``): epoll cannot
+   wait longer than INT_MAX ms (24.8 days), and a longer timer just costs one idle wake a day.
 """
 
 from __future__ import annotations
@@ -25,9 +31,13 @@ import itertools
 from time import monotonic
 from typing import Any, Callable
 
+from .._errors import PreemptError
 from . import _park
+from ._timeouts import TIMEOUT_MAX, check_seconds
 
 _seq = itertools.count()
+WHEN_MAX = (2**63 - 1) / 1e9 - 1.0   # s: the latest deadline the monitor's int64 ns can hold
+POLL_MAX = 86400.0                   # s: the longest single idle wait of the hub (invariant 5)
 
 
 class Timer:
@@ -59,7 +69,16 @@ class Timer:
 
 
 def add_timer(s: Any, when: float, fn: Callable[[Any], None], arg: Any) -> Timer:
-    """Schedules ``fn(arg)`` on the hub at monotonic time ``when``. M thread."""
+    """Schedules ``fn(arg)`` on the hub at monotonic time ``when``. M thread.
+
+    Raises:
+        PreemptError: ``when`` is NaN, infinite or past ``WHEN_MAX`` (invariant 4): an internal
+            error, since every public duration is validated before it becomes a deadline.
+    """
+    if not when <= WHEN_MAX:          # NaN fails too
+        raise PreemptError(f"preempt: internal error: timer deadline {when!r} is not a finite "
+                           "monotonic time in the monitor's range; durations must go through "
+                           "_timeouts.check_timeout() first")
     t = Timer(s, when, fn, arg)
     h = s.timers
     if not h or when < h[0][0]:
@@ -87,33 +106,69 @@ def run_timers(s: Any, now: float) -> int:
 
 
 def next_deadline(s: Any) -> float:
-    """The earliest active deadline, or +inf. Drops cancelled entries from the top."""
+    """When the idle hub must wake: the earliest active deadline, but no later than ``POLL_MAX``
+    from now (invariant 5), or +inf when no timer is pending. Drops cancelled entries from the
+    top. Hub only."""
     h = s.timers
     while h and not h[0][2].active:
         heapq.heappop(h)
         s.ncancelled -= 1
-    return h[0][0] if h else float("inf")
+    if not h:
+        return float("inf")
+    when = h[0][0]
+    latest = monotonic() + POLL_MAX
+    return when if when < latest else latest
 
 
 def _wake(g: Any) -> None:
     _park.ready(g, True)
 
 
+class _Forever:
+    """The blocker of a sleep for ever: no timer; only an interrupt ends it (invariant 4)."""
+
+    __slots__ = ()
+
+    def cancel(self) -> None:
+        pass
+
+    def describe(self, reason: Any) -> str:
+        return reason or "sleep (for ever)"
+
+
+FOREVER = _Forever()
+
+
 def sleep(seconds: float) -> None:
     """Blocks the running goroutine for ``seconds`` (at least; other Gs run meanwhile).
 
     Args:
-        seconds: How long; 0 or less just yields (like :func:`preempt.gosched`).
+        seconds: How long: an int or float (or another real number, such as a Fraction or a
+            Decimal) >= 0. 0 just yields, like :func:`preempt.gosched`. ``math.inf``, or any
+            value above 2**31 s (about 68 years), sleeps for ever: only an interrupt or the end
+            of ``run()`` ends it, and when nothing else can wake any goroutine, ``run()`` raises
+            :class:`preempt.Deadlock` naming "sleep (for ever)".
 
     Raises:
+        TypeError: ``seconds`` is not a number (a str, None, a complex, ...) or is a bool.
+        ValueError: ``seconds`` is NaN or negative (as for ``time.sleep``).
         PreemptError: Called outside ``preempt.run()`` or from another OS thread.
+
+    Example::
+
+        preempt.sleep(0.25)
     """
     s = _park.sched
     if s is None or s.cur is None:
         s = _park.check_sched("preempt.sleep()")
-    if seconds <= 0:
-        _park.gosched()
-        return
+    if not (type(seconds) is float and 0.0 < seconds <= TIMEOUT_MAX):
+        seconds = check_seconds(seconds, "preempt.sleep()")     # rules in _timeouts.py
+        if seconds is None:
+            _park.park("sleep (for ever)", FOREVER)
+            return
+        if seconds == 0:
+            _park.gosched()
+            return
     g = s.cur
     t = add_timer(s, monotonic() + seconds, _wake, g)
     _park.park("sleep", t)

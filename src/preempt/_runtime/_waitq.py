@@ -29,6 +29,7 @@ from time import monotonic
 from typing import Any, Optional
 
 from . import _park
+from ._timeouts import TIMEOUT_MAX, check_timeout
 
 TIMEOUT: Any = object()     # Sel.winner when the timer fired first
 
@@ -143,17 +144,31 @@ class WaitQ:
     # -- parking-lot operations ----------------------------------------------------------
 
     def wait(self, reason: str, timeout: Optional[float] = None) -> bool:
-        """Parks the running G in this queue until woken (True) or the timeout passes (False)."""
+        """Parks the running G in this queue until woken (True) or the timeout passes (False).
+
+        Args:
+            reason: Why it waits (dump(), deadlock messages); ``reason + "()"`` names the
+                caller in argument errors.
+            timeout: Seconds at most, an int or float >= 0; 0 returns False at once (no wait).
+                None, ``math.inf`` or above 2**31 s waits for ever. Public callers validate it
+                first (``_timeouts.py``); a valid value costs one or two checks here.
+
+        Raises:
+            TypeError: ``timeout`` is not None or a number, or is a bool.
+            ValueError: ``timeout`` is NaN or negative.
+        """
         s = _park.running_sched(reason)
         g = s.cur
+        if timeout is not None and not (type(timeout) is float and 0.0 <= timeout <= TIMEOUT_MAX):
+            timeout = check_timeout(timeout, f"{reason}()")     # rules in _timeouts.py
         if timeout is None:
             self.park_cached(s, g, reason)
             return True
-        w = Waiter(g)
         if timeout <= 0:
             return False
         from ._timers import add_timer
 
+        w = Waiter(g)
         sel = Sel(g)
         w.sel = sel
         sel.waiters.append(w)
