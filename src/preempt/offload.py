@@ -3,9 +3,9 @@
 A call that blocks in C (a DNS lookup, a file read on a slow disk, a library without a
 non-blocking API) would stop every goroutine, since they share the M. :func:`blocking` runs it
 in a small pool of OS threads instead; the calling goroutine parks, and the others run. When the
-call ends, the pool thread queues a completion and writes the hub's eventfd
-(``_runtime/_netpoll.py``); the hub readies the goroutine, which returns the result or raises
-the exception.
+call ends, the pool thread stores the result in the call's record, queues a completion and
+writes the hub's eventfd (``_runtime/_netpoll.py``); the hub readies the goroutine, which returns
+the result or raises the exception.
 
 Rules:
 
@@ -14,6 +14,18 @@ Rules:
 2. An outstanding call counts as pending I/O: the hub does not report a deadlock while one runs.
 3. If the waiting goroutine is interrupted (KeyboardInterrupt, end of run()), the call is
    abandoned: it finishes in its thread and its result is dropped.
+4. The pool's threads leave their signal mask alone. Linux delivers a process-directed signal
+   to the main thread (the M) unless it blocks it or already has one pending, and CPython runs
+   Python handlers there; one that lands on a pool thread trips its handler without waking the
+   M, and sysmon notices the tripped handler and signals the M (``csrc/pe_sysmon.c``). Blocking
+   signals here instead would be inherited by every process ``fn`` starts: a ``subprocess`` run
+   inside ``blocking()`` would ignore Ctrl-C.
+5. After ``fork()`` the pool's threads do not exist in the child (``_runtime/_fork.py``). A call
+   that was running or queued there fails in the child with PreemptError, while the parent gets
+   its result as usual; a call that had finished is delivered normally. The child makes a new
+   pool at its next ``blocking()``. The M never waits on a lock a pool thread may hold: the
+   result travels through plain attributes of the call record, not a ``Future``, so a fork at
+   any moment leaves the child nothing to deadlock on.
 
 .. warning:: ``fn`` runs on another OS thread: it must not touch goroutine primitives (Chan,
    Mutex, ...), which raise PreemptError there.
@@ -22,46 +34,93 @@ Rules:
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+from ._errors import PreemptError
 from ._runtime import _park
 
 __all__ = ["blocking"]
 
+_FORKED = ("preempt.blocking(): the process forked while this blocking() call ran in the offload "
+           "pool; its thread does not exist in the child, so the call's result reaches only the "
+           "parent (a call still queued there is lost the same way). Call it again in the child "
+           "if the child needs the result, or finish blocking() calls before forking")
+
 
 class _Call:
-    """One outstanding blocking() call: the park blocker and the completion record."""
+    """One outstanding blocking() call: the park blocker and the completion record.
 
-    __slots__ = ("s", "g", "fut", "done", "abandoned")
+    ``ran``, ``value`` and ``exc`` are written by the pool thread (GIL held, before it queues
+    the completion); everything else on the M.
+    """
 
-    def __init__(self, s: Any, g: Any) -> None:
+    __slots__ = ("s", "g", "pool", "done", "abandoned", "ran", "value", "exc")
+
+    def __init__(self, s: Any, g: Any, pool: "_Pool") -> None:
         self.s = s
         self.g = g
-        self.fut: Any = None
+        self.pool = pool
         self.done = False
         self.abandoned = False
+        self.ran = False
+        self.value: Any = None
+        self.exc: Any = None
+
+    def work(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+        """Runs the call and queues its completion for the hub. Pool thread."""
+        try:
+            self.value = fn(*args, **kwargs)
+        except BaseException as e:   # fn's exception is the caller's, whatever it is
+            self.exc = e
+        self.ran = True
+        self.s.poller.complete(self.finish, None)
 
     def cancel(self) -> None:                  # rule 3 (hub / runtime code)
         if not self.abandoned and not self.done:
             self.abandoned = True
             self.s.npoll -= 1
+            self.pool.calls.discard(self)
 
     def describe(self, reason: Any) -> str:
         return f"{reason} in the offload pool"
 
-    def finish(self, _: Any = None) -> None:   # on the hub, via Poller.complete
-        if self.abandoned:
+    def finish(self, _: Any = None) -> None:
+        """Readies the waiting goroutine once (a fork child may queue it twice). Hub, via
+        Poller.complete."""
+        if self.abandoned or self.done:
             return
         self.done = True
         self.s.npoll -= 1
+        self.pool.calls.discard(self)
         _park.ready(self.g, True)
 
 
-def _pool(s: Any) -> ThreadPoolExecutor:
+class _Pool(ThreadPoolExecutor):
+    """The offload pool of one run(); ``calls`` are its outstanding calls. M thread only."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(max_workers=n, thread_name_prefix="preempt-offload")
+        self.calls: set = set()
+
+    def after_fork_child(self, m_survived: bool) -> None:
+        """fork() child: this pool's threads do not exist here (rule 5). The scheduler has
+        dropped the pool; its calls are settled through the hub's completions. Child after
+        fork, on the forking thread, before any goroutine runs (``_runtime/_fork.py``)."""
+        if not m_survived:        # the M and its goroutines are gone too: nobody waits
+            self.calls.clear()
+            return
+        for call in list(self.calls):
+            if not call.ran:
+                call.exc = PreemptError(_FORKED)
+            # queued again even if the parent had queued it before the fork: finish() runs once
+            call.s.poller.complete(call.finish, None)
+
+
+def _pool(s: Any) -> _Pool:
     if s.offload is None:
         n = int(os.environ.get("PREEMPT_OFFLOAD_THREADS", "4") or 4)
-        s.offload = ThreadPoolExecutor(max_workers=max(1, n), thread_name_prefix="preempt-offload")
+        s.offload = _Pool(max(1, n))
     return s.offload
 
 
@@ -78,17 +137,24 @@ def blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
     Raises:
         BaseException: What ``fn`` raised.
+        PreemptError: The process forked while the call ran, and this is the child (the
+            parent gets the result; module docstring, rule 5).
 
     Example::
 
         addr = preempt.blocking(socket.getaddrinfo, "example.org", 443)
     """
     s = _park.check_sched("preempt.blocking()")
-    call = _Call(s, s.cur)
-    poller = s.poller
-    fut: Future = _pool(s).submit(fn, *args, **kwargs)
-    call.fut = fut
+    pool = _pool(s)
+    call = _Call(s, s.cur, pool)
+    pool.submit(call.work, fn, args, kwargs)
+    pool.calls.add(call)
     s.npoll += 1
-    fut.add_done_callback(lambda f: poller.complete(call.finish, None))
     _park.park("blocking", call)
-    return fut.result()
+    exc = call.exc
+    if exc is not None:
+        call.exc = None
+        raise exc
+    value = call.value
+    call.value = None
+    return value

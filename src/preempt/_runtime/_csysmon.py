@@ -71,6 +71,7 @@ class CoreMonitor(NullMonitor):
             raise RuntimeError(f"preempt: could not start sysmon (core error {rc})")
         self.sh.running = 1
         self.active = True
+        self.watch_work()
         if _corelib.unavailable_reason() is None:
             _asynchook.install()
 
@@ -83,6 +84,58 @@ class CoreMonitor(NullMonitor):
         _asynchook.uninstall()
         signal.signal(SLOT, self._old if self._old is not None else signal.SIG_DFL)
 
+    def after_fork_child(self, m_survived: bool) -> None:
+        """fork() child: sysmon does not exist here (``pe_sysmon_atfork_child`` forgot it).
+
+        ``m_survived``: the M forked and the runtime goes on (``_fork.py`` rule 1): start a new
+        sysmon for the same M. Its registry slot and generation survive the fork (pe_thread.c
+        keeps the forking thread's slot and gives it its new tid), so ``start()`` finds the same
+        handle; it also re-reads the poller's new epoll fd. The restarted sysmon numbers
+        requests from 1 again (its shared words are reset), so the scheduler's ``consumed_seq``
+        is reset with it, and the earliest timer is published anew. Else (rule 4) the M does not
+        exist here: put back the SLOT handler and the async hook, touch nothing of the parent's.
+        Child after fork, on the forking thread, GIL held, before any goroutine runs; the
+        poller has already been renewed.
+        """
+        if not self.active:
+            return
+        self.active = False
+        if not m_survived:
+            self.sh.running = 0
+            _asynchook.uninstall()
+            signal.signal(SLOT, self._old if self._old is not None else signal.SIG_DFL)
+            return
+        before_run = self._old          # start() saves the handler it replaces: ours, here
+        self.start(self.sched.slice)
+        self._old = before_run
+        self.sched.consumed_seq = 0
+        self._published = 2**63 - 1
+        t = self.sched.timers
+        self.set_next_deadline(t[0][0] if t else None)
+
+    def watch_work(self) -> None:
+        """Tells sysmon where the run queue, runnext and the poller's epoll are, so a slice ends
+        without a request when nothing else could run (pe_sysmon.c). M thread, in run()."""
+        s = self.sched
+        ffi, lib = _corelib.core()
+        descr = type(s).__dict__.get("runnext")
+        try:
+            epfd = s.poller.sel.fileno()
+        except Exception:
+            epfd = -1
+        rc = lib.pe_sysmon_watch_work(ffi.cast("void *", id(s.runq)), ffi.cast("void *", id(s)),
+                                      ffi.cast("void *", id(descr)), ffi.cast("void *", id(None)),
+                                      epfd)
+        if rc != lib.PE_OK:   # not a slot: sysmon keeps making a request at every slice
+            lib.pe_sysmon_watch_work(ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, -1)
+
+    def want_hub(self) -> None:
+        self.sh.want_hub = 1
+        self._lib.pe_sysmon_kick()
+
+    def hub_done(self) -> None:
+        self.sh.want_hub = 0
+
     def on_idle(self) -> None:
         self.sh.running = 0
 
@@ -90,7 +143,19 @@ class CoreMonitor(NullMonitor):
         self.sh.running = 1
 
     def set_next_deadline(self, t: Optional[float]) -> None:
-        ns = 2**63 - 1 if t is None else int(t * 1e9)
+        """Publishes the earliest timer deadline (``time.monotonic()`` seconds; None: none). M.
+
+        What it stores is clamped to the word's range, [0, 2**63-1] ns, as a second line behind
+        the validation of every timeout (``_timeouts.py``): NaN, inf or a deadline past the range
+        means "no deadline" (INT64_MAX), a negative one 0 (due now). An unclamped value used to
+        overflow the int64 store on every round of the hub and freeze the runtime.
+        """
+        if t is None or not t < 9223372036.0:    # None, NaN, inf, past 2**63 ns
+            ns = 2**63 - 1
+        elif t > 0.0:
+            ns = int(t * 1e9)
+        else:
+            ns = 0
         self.sh.next_deadline_ns = ns
         if ns < self._published:
             self._lib.pe_sysmon_kick()
@@ -136,7 +201,8 @@ class CoreMonitor(NullMonitor):
     def counters(self) -> dict:
         sh = self.sh
         return {"requests": sh.n_requests, "timer_requests": sh.n_timer_requests,
-                "repokes": sh.n_repokes, "signals": sh.n_signals,
+                "repokes": sh.n_repokes, "signals": sh.n_signals, "alone": sh.n_alone,
+                "signal_kicks": sh.n_signal_kicks,
                 "max_pending_us": sh.max_pending_ns / 1000,
                 "poke": bool(self._lib.pe_sysmon_poke_mode())}
 

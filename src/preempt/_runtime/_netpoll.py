@@ -20,10 +20,27 @@ Invariants:
    times out or is interrupted, so a closed fd never stays in the epoll set by our doing.
 3. ``s.npoll`` counts fd waiters plus outstanding offload calls; the hub reports a deadlock only
    when it is 0.
+4. After ``fork()`` the epoll instance and the eventfd are shared with the parent: each
+   process's ``epoll_wait`` would see the other's fds (reported by fd *number*: a parent's fd 7
+   would wake a child's waiter on its own, unrelated fd 7), each would steal the other's
+   wake-ups, and an ``EPOLL_CTL_DEL`` by one would remove the other's registration. So the
+   child makes its own epoll and eventfd, registers every watched fd there again, and closes
+   its copies of the old ones — closing, unlike DEL, leaves the parent's registrations alone
+   (:meth:`Poller.after_fork_child`, called by ``_fork.py``).
+5. A waiter never outlives its fd. Closing an fd removes it from epoll silently, so a waiter
+   would sleep out its whole timeout (or for ever). ``notify_closing(fd)`` (Go's
+   ``poll.FD.Close`` → ``runtime_pollUnblock``, trio's ``notify_closing``) wakes its waiters at
+   once with ``OSError(EBADF)``; call it before closing an fd others may wait on. As a safety
+   net the hub looks for watched fds that were closed anyway every ``SWEEP_EVERY`` (50 ms)
+   while any fd is watched (one ``fcntl`` per watched fd) and wakes their waiters the same way.
+   An fd number reused by a new open before the sweep looks cannot be told apart: that is
+   what ``notify_closing`` is for.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import selectors
 from collections import deque
@@ -34,6 +51,7 @@ from . import _park
 
 READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
+SWEEP_EVERY = 0.05      # seconds between looks for watched fds closed under their waiters
 
 
 class FdWaiter:
@@ -74,17 +92,55 @@ class Poller:
         self.sel.register(self.efd, READ, None)
         self.waiters: Dict[int, Dict[int, FdWaiter]] = {}
         self.completions: deque = deque()   # (callback, arg) from offload threads
+        self.next_sweep = 0.0               # when to look for closed watched fds (invariant 5)
 
     def close(self) -> None:
         self.sel.close()
-        os.close(self.efd)
+        efd, self.efd = self.efd, -1
+        os.close(efd)
 
     def wakeup(self) -> None:
         """Ends a blocking poll. Any thread, and Python-level signal handlers on the M."""
+        efd = self.efd
+        if efd < 0:       # closed: run() has ended (a late offload completion)
+            return
         try:
-            os.eventfd_write(self.efd, 1)
+            os.eventfd_write(efd, 1)
         except OSError:   # counter full or closed at shutdown: a wake-up is pending anyway
             pass
+
+    def after_fork_child(self, m_survived: bool) -> None:
+        """fork() child: stops sharing the epoll and the eventfd with the parent (invariant 4).
+
+        ``m_survived``: the M forked and the runtime goes on here: a new epoll and eventfd,
+        every watched fd registered again with its mask. A waiter whose fd cannot be registered
+        (it was closed while waited on) is readied, as an fd error would (its next read or write
+        fails with the reason). Else the M does not exist here: just close this process's copies.
+        Child after fork, on the forking thread, before any goroutine runs (``_fork.py``).
+        """
+        if not m_survived:
+            self.close()
+            return
+        old_sel, old_efd = self.sel, self.efd
+        sel = selectors.DefaultSelector()
+        efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        sel.register(efd, READ, None)
+        lost = []
+        for fd, slots in self.waiters.items():
+            mask = 0
+            for ev in slots:
+                mask |= ev
+            try:
+                sel.register(fd, mask)
+            except (OSError, ValueError, KeyError):
+                lost.extend(slots.values())
+        self.sel, self.efd = sel, efd
+        old_sel.close()           # our copy of the fd only: no EPOLL_CTL_DEL reaches the parent
+        os.close(old_efd)
+        for w in lost:
+            self._forget(w)
+            _park.ready(w.g, True)
+        self.wakeup()             # completions queued before the fork are run at the hub's next poll
 
     def complete(self, fn: Any, arg: Any) -> None:
         """Queues ``fn(arg)`` to run on the hub and wakes it. Any thread."""
@@ -138,8 +194,41 @@ class Poller:
         except (KeyError, ValueError, OSError):   # the fd was closed while we waited
             pass
 
+    def notify_closing(self, fd: int, exc: Optional[BaseException] = None) -> int:
+        """Wakes every G waiting for ``fd`` with ``exc`` (default: OSError EBADF) and forgets
+        the fd (invariant 5). Call before closing it. Returns how many woke. M thread."""
+        slots = self.waiters.get(fd)
+        if not slots:
+            return 0
+        n = 0
+        for w in list(slots.values()):
+            e = exc if exc is not None else OSError(
+                errno.EBADF, f"fd {fd} was closed while goroutine {w.g.id} {w.g.name!r} waited "
+                             f"for it to become {'readable' if w.event == READ else 'writable'}")
+            self._forget(w)
+            w.g.wake_exc = e
+            _park.ready(w.g, True)
+            n += 1
+        return n
+
+    def sweep_closed(self, now: float) -> None:
+        """Invariant 5: wakes the waiters of watched fds that were closed under them. Hub."""
+        self.next_sweep = now + SWEEP_EVERY
+        for fd in list(self.waiters):
+            try:
+                fcntl.fcntl(fd, fcntl.F_GETFD)
+            except OSError as e:
+                if e.errno == errno.EBADF:
+                    self.notify_closing(fd)
+
     def poll(self, timeout: Optional[float]) -> int:
         """Waits up to ``timeout`` seconds (None: for ever) and readies whoever is due. Hub only."""
+        if self.waiters:
+            now = _park.monotonic()
+            if now >= self.next_sweep:
+                self.sweep_closed(now)
+            if timeout is None or timeout > SWEEP_EVERY:
+                timeout = SWEEP_EVERY
         events = self.sel.select(timeout)
         n = 0
         for key, mask in events:
@@ -165,3 +254,4 @@ class Poller:
             fn(arg)
             n += 1
         return n
+

@@ -17,6 +17,11 @@ preemption:
 ``req_seq() -> int``        number of the latest request; ``_preempt_hook`` compares it with the
                             scheduler's ``consumed_seq`` and ignores stale ones
 ``ack(seq)``                the hook consumed request ``seq`` (the C monitor stops re-sending)
+``want_hub()``/``hub_done``  a signal handler queued work for the hub / the hub took it (the C
+                            monitor counts it as runnable work, so it preempts for it)
+``after_fork_child(m)``     in a fork() child (``_fork.py``): ``m`` True, the M forked and the
+                            runtime goes on: watch it again (no monitor thread or timer
+                            survives a fork); False, the M does not exist there: forget it
 ==========================  ====================================================================
 
 A request is: increment the sequence, then make CPython call ``_preempt._preempt_hook`` from a
@@ -79,6 +84,15 @@ class NullMonitor:
     def ack(self, seq: int) -> None:
         pass
 
+    def want_hub(self) -> None:
+        """A signal handler queued work for the hub (_signals.py): treat it as runnable work."""
+
+    def hub_done(self) -> None:
+        """The hub took that work."""
+
+    def after_fork_child(self, m_survived: bool) -> None:
+        """fork() child: nothing to restart or forget."""
+
 
 class ItimerMonitor(NullMonitor):
     """The pure-Python fallback: a timer signal every slice, main thread only."""
@@ -135,6 +149,33 @@ class ItimerMonitor(NullMonitor):
 
     def req_seq(self) -> int:
         return self.seq
+
+    def after_fork_child(self, m_survived: bool) -> None:
+        """fork() child: neither POSIX timers nor interval timers are inherited, so the tick
+        stopped. ``m_survived``: the M forked and the runtime goes on: arm a new timer (the tick
+        handler is still installed). Else the M does not exist here: put the old handler back.
+        Child after fork, on the forking thread, GIL held, before any goroutine runs."""
+        if not self.active:
+            return
+        self._timer = None          # the parent's timer id means nothing here: never delete it
+        if not m_survived:
+            self.active = False
+            signal.signal(self._signum, self._old if self._old is not None else signal.SIG_DFL)
+            return
+        self.last_tick = -1
+        if self._signum == signal.SIGPROF:
+            signal.setitimer(signal.ITIMER_PROF, self.sched.slice, self.sched.slice)
+            return
+        timer = _PosixTimer.create(self._signum)
+        if timer is None:           # stop() then disarms ITIMER_PROF, which is not armed: harmless
+            self.active = False
+            signal.signal(self._signum, self._old if self._old is not None else signal.SIG_DFL)
+            warnings.warn("preempt: could not re-create the preemption timer after fork(); "
+                          "goroutines in this child switch only when they block",
+                          RuntimeWarning, stacklevel=2)
+            return
+        timer.arm(self.sched.slice)
+        self._timer = timer
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
         # Trivial on purpose: decide, number the request, hand it to the hook.
