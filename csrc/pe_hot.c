@@ -66,7 +66,7 @@ static inline void SET(PyObject *o, Py_ssize_t off, PyObject *v)
  * exported PyObject_Call{Method,Function}ObjArgs (3.10 inlines even PyObject_CallOneArg), and
  * a static timespec. */
 static struct timespec pe_ts;   /* GIL held */
-static PyObject *pe_switch_args[2];   /* GIL held; borrowed, valid during one call */
+static PyObject *pe_switch_args[1];   /* GIL held; borrowed, valid during one call */
 
 /* time.monotonic() (CLOCK_MONOTONIC, seconds). GIL held. */
 static inline double pe_monotonic(void)
@@ -186,7 +186,6 @@ static inline __attribute__((always_inline)) PyObject *pe_park(PyObject *s, PyOb
     Py_DECREF(t);
 
     PyObject *target = NULL;  /* greenlet to switch to; new reference */
-    PyObject *arg = NULL;     /* what to pass (a new worker takes its G); borrowed */
     PyObject *nxt = NULL;     /* new reference */
     int direct = 0;
     if (!PyObject_IsTrue(SLOT(s, s_hub_wanted))) {
@@ -232,12 +231,13 @@ static inline __attribute__((always_inline)) PyObject *pe_park(PyObject *s, PyOb
             *(uint64_t *)view->buf = (uint64_t)tick;
             PyObject *gl = SLOT(nxt, g_glet);
             if (gl == Py_None) {
-                target = pe_call1(s, str_bind, nxt);  /* a worker for it */
+                /* a worker for it: it reads its G from s.cur (set above), so nothing the
+                 * greenlet keeps while it runs, its start arguments included, names the G */
+                target = pe_call1(s, str_bind, nxt);
                 if (target == NULL) {
                     Py_DECREF(nxt);
                     return NULL;
                 }
-                arg = nxt;
             } else {
                 target = Py_NewRef(gl);
             }
@@ -249,11 +249,10 @@ static inline __attribute__((always_inline)) PyObject *pe_park(PyObject *s, PyOb
         SET(s, s_cur, Py_None);
         target = Py_NewRef(SLOT(s, s_hub));
     }
-    /* greenlet.switch(target[, arg]) through a static argument array (GIL held): the callee
-     * copies the arguments into a tuple before switching, and no array sits in this frame. */
+    /* greenlet.switch(target) through a static argument array (GIL held): no array sits in
+     * this frame. Nothing is passed: a parked G ignores it, a worker reads s.cur. */
     pe_switch_args[0] = target;
-    pe_switch_args[1] = arg;
-    PyObject *r = PyObject_Vectorcall(py_switch, pe_switch_args, arg == NULL ? 1 : 2, NULL);
+    PyObject *r = PyObject_Vectorcall(py_switch, pe_switch_args, 1, NULL);
     Py_DECREF(target);
     Py_XDECREF(nxt);
     if (r == NULL)

@@ -120,6 +120,76 @@ def test_joined_exception_is_not_reported(capfd):
     assert "handled" not in capfd.readouterr().err
 
 
+def test_exception_retrieved_by_a_later_join_is_not_reported(capfd):
+    """A G that dies while nobody is joining it, and is joined afterwards, is not reported
+    (it used to be printed as "nobody was joining it" at once)."""
+    def bad():
+        raise RuntimeError("joined later")
+
+    def bad_after_a_wait():
+        preempt.sleep(0.02)
+        raise KeyError("joined after a timeout")
+
+    def main():
+        g = preempt.go(bad)
+        preempt.sleep(0.02)                  # it dies with nobody joining it
+        assert g.done()
+        for _ in range(2):                   # every join re-raises it
+            with pytest.raises(RuntimeError, match="joined later"):
+                g.join()
+        g2 = preempt.go(bad_after_a_wait)
+        with pytest.raises(preempt.JoinTimeout):
+            g2.join(0.001)
+        preempt.sleep(0.05)
+        with pytest.raises(KeyError):
+            g2.join()
+
+    preempt.run(main)
+    import gc
+
+    gc.collect()                             # a report would come when the G is freed
+    err = capfd.readouterr().err
+    assert "joined later" not in err and "joined after a timeout" not in err, err
+    assert "never retrieved" not in err, err
+
+
+def test_unretrieved_exception_is_reported_when_the_goroutine_is_freed_or_at_exit(child):
+    """The report comes once nobody can join the G any more: a dropped G by the end of run(),
+    a G kept (never joined) until interpreter exit, even in a reference cycle, at exit."""
+    out = child("""
+        import os, sys
+        os.dup2(1, 2)                        # stderr into the stdout the test reads
+        import preempt
+        keep = []
+        def kept():
+            raise RuntimeError("kept but never joined")
+        def cycle():
+            me = preempt.current()           # its own frame refers to the G: a cycle
+            raise RuntimeError("kept in a cycle")
+        def dropped():
+            raise RuntimeError("dropped unjoined")
+        def main():
+            keep.append(preempt.go(kept, name="kept"))
+            keep.append(preempt.go(cycle, name="cycle"))
+            g = preempt.go(dropped, name="dropped")
+            preempt.sleep(0.02)
+            del g
+            preempt.sleep(0.01)
+            print("MAIN SLEPT", file=sys.stderr, flush=True)
+        preempt.run(main)
+        print("RUN RETURNED", file=sys.stderr, flush=True)
+    """, timeout=60)
+    end = out.index("RUN RETURNED")
+    # dropped while main still runs: reported then (its worker keeps no reference to it)
+    assert out.find("'dropped' raised") < out.index("MAIN SLEPT"), out
+    for name, where in (("dropped", "before"), ("kept", "after"), ("cycle", "after")):
+        i = out.find(f"'{name}' raised and nobody was joining it: its exception was never "
+                     "retrieved with join():")
+        assert i >= 0, (name, out)
+        assert (i < end) == (where == "before"), (name, where, out)
+    assert out.count("Traceback") == 3, out
+
+
 def test_leftover_goroutines_are_killed_and_finally_runs():
     log = []
 

@@ -157,3 +157,60 @@ def test_dump_lists_every_goroutine_with_state_reason_and_stack():
     assert "'unstarted' [runnable]" in text and "not started" in text
     assert "'fresh'" not in text                # dead Gs are not listed
     assert "not running" in preempt.dump()
+
+
+def test_fd_closed_under_a_waiter_wakes_it_with_ebadf():
+    """_netpoll invariant 5: closing an fd removes it from epoll silently; the hub's sweep wakes
+    the waiter with OSError(EBADF) instead of letting it sleep out its timeout."""
+    import errno
+    import time
+
+    r, w = os.pipe()
+    got = []
+
+    def waiter():
+        t0 = time.monotonic()
+        try:
+            preempt.wait_readable(r, timeout=30)
+            got.append("woke without error")
+        except OSError as e:
+            got.append((e.errno, time.monotonic() - t0 < 20))
+
+    def main():
+        g = preempt.go(waiter)
+        preempt.sleep(0.02)
+        os.close(r)                  # by another goroutine, without telling the runtime
+        g.join()
+
+    try:
+        preempt.run(main)
+    finally:
+        os.close(w)
+    assert got == [(errno.EBADF, True)], got
+
+
+def test_notify_closing_wakes_waiters_at_once():
+    import errno
+
+    r, w = os.pipe()
+    got = []
+
+    def waiter():
+        try:
+            preempt.wait_readable(r)
+        except OSError as e:
+            got.append(e.errno)
+
+    def main():
+        g = preempt.go(waiter)
+        preempt.sleep(0.01)
+        assert preempt.notify_closing(r) == 1
+        os.close(r)
+        g.join()
+        assert preempt.notify_closing(r) == 0      # nobody waits any more: nothing happens
+
+    try:
+        preempt.run(main)
+    finally:
+        os.close(w)
+    assert got == [errno.EBADF], got

@@ -46,6 +46,7 @@ from ._runtime._debug import stats as stats, dump as dump
 from .time import sleep as sleep
 from .chan import Chan as Chan, select as select, Recv as Recv, Send as Send
 from .sync import WaitGroup as WaitGroup, Mutex as Mutex, Once as Once, Event as Event
+from .io import notify_closing as notify_closing
 from .io import wait_readable as wait_readable, wait_writable as wait_writable
 from .offload import blocking as blocking
 # --- end of runtime exports ---

@@ -22,9 +22,10 @@ from typing import Any, Optional
 
 from ._runtime import _park
 from ._runtime._netpoll import READ, WRITE
+from ._runtime._timeouts import TIMEOUT_MAX, check_timeout
 from ._runtime._timers import add_timer
 
-__all__ = ["wait_readable", "wait_writable"]
+__all__ = ["wait_readable", "wait_writable", "notify_closing"]
 
 
 def _fileno(fd: Any) -> int:
@@ -32,6 +33,8 @@ def _fileno(fd: Any) -> int:
 
 
 def _wait(fd: Any, event: int, timeout: Optional[float], what: str) -> bool:
+    if timeout is not None and not (type(timeout) is float and 0.0 <= timeout <= TIMEOUT_MAX):
+        timeout = check_timeout(timeout, what)        # rules in _runtime/_timeouts.py
     s = _park.check_sched(what)
     fd = _fileno(fd)
     if timeout is not None and timeout <= 0:
@@ -55,17 +58,46 @@ def wait_readable(fd: Any, timeout: Optional[float] = None) -> bool:
 
     Args:
         fd: The file descriptor.
-        timeout: Seconds to wait at most (None: for ever).
+        timeout: Seconds to wait at most: an int or float (or another real number) >= 0; 0
+            only polls. None, ``math.inf`` or any value above 2**31 s (about 68 years) waits
+            for ever.
 
     Returns:
         True when it is readable, False on timeout.
 
     Raises:
+        TypeError: ``timeout`` is not None or a number, or is a bool.
+        ValueError: ``timeout`` is NaN or negative.
         PreemptError: Another goroutine already waits for this fd to be readable.
+        OSError: ``fd`` was closed while it waited (EBADF; see :func:`notify_closing`).
     """
     return _wait(fd, READ, timeout, "preempt.wait_readable()")
 
 
 def wait_writable(fd: Any, timeout: Optional[float] = None) -> bool:
-    """Waits until ``fd`` is writable. Same arguments and results as :func:`wait_readable`."""
+    """Waits until ``fd`` is writable. Same arguments, results and errors as
+    :func:`wait_readable` (PreemptError: another goroutine already waits for it to be writable).
+    """
     return _wait(fd, WRITE, timeout, "preempt.wait_writable()")
+
+
+def notify_closing(fd: Any) -> int:
+    """Wakes every goroutine waiting for ``fd`` with ``OSError(EBADF)``; call it before closing
+    an fd that another goroutine may be waiting on (Go's netpoll does this when a file is
+    closed; trio calls it ``notify_closing``).
+
+    An fd closed without it is noticed too, within 50 ms (the hub looks for closed watched fds
+    while any is watched), unless its number was reused by a new open in between: that is the
+    case this call is for.
+
+    Args:
+        fd: The file descriptor (an int or an object with ``fileno()``).
+
+    Returns:
+        How many goroutines were woken (0 when nobody waited).
+
+    Raises:
+        PreemptError: Called outside ``preempt.run()`` or from another OS thread.
+    """
+    s = _park.check_sched("preempt.notify_closing()")
+    return s.poller.notify_closing(_fileno(fd))

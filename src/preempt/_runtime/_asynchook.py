@@ -10,11 +10,14 @@ parks the goroutine as runnable; other goroutines run on the M; when this one is
 the hook returns, cffi releases the GIL, and the trampoline restores the registers and resumes the
 native code exactly where it was.
 
-Exceptions cannot cross the native frames below us. One the goroutine must raise while parked
-here — KeyboardInterrupt delivered to main, GreenletExit when run() kills leftovers — is caught
-and reported to the trampoline as a ``PE_HOOK_*`` code; the core arms it with
+Exceptions cannot cross the native frames below us. A goroutine parked here is listed in
+``sched.native``: when run() ends it is abandoned at once instead of being killed (its call
+cannot be unwound, and killing would wait for the call to finish), and so is main when a signal
+handler's exception must reach it. An exception that does reach a goroutine here is caught and
+reported to the trampoline as a ``PE_HOOK_*`` code; the core arms it with
 ``PyThreadState_SetAsyncExc`` so it fires at the goroutine's first bytecode after the native call
-returns (the native call is never unwound: killing waits for it to finish).
+returns. The hook also yields when no request is outstanding but a signal handler left work for
+the hub (sysmon signals the M for a tripped Python handler, see pe_sysmon.c).
 
 Installed by the C monitor (``_csysmon.CoreMonitor``) for the duration of ``run()``.
 """
@@ -48,6 +51,14 @@ def _on_error(exc_type: Any, exc: Any, tb: Any) -> int:
         return lib.PE_HOOK_RAISE_INTERRUPT
     if exc_type is not None and issubclass(exc_type, GreenletExit):
         return lib.PE_HOOK_RAISE_EXIT
+    s = _park.sched
+    g = s.cur if s is not None else None
+    if exc is not None and g is not None and g.pending_exc is None:
+        # The hook's own body keeps what it raises for the G's next checkpoint; what escapes
+        # to here came from a Python signal handler that is not routed (_signals.py), run at
+        # the hook's first line. It is the goroutine's: raise it at its next checkpoint too.
+        g.pending_exc = exc
+        return lib.PE_HOOK_CONTINUE
     import traceback
 
     print("preempt: internal error in the async preemption hook:", file=sys.stderr)
@@ -70,6 +81,9 @@ def _define() -> None:
         if lat_ns >= 0:
             latencies_us.append(lat_ns / 1000)
         s.nasync = getattr(s, "nasync", 0) + 1
+        g = s.cur
+        native = s.native
+        native.add(g)                # parked in native code: run() will not wait for it
         try:
             _preempt._preempt_hook(0, sys._getframe(1))
         except KeyboardInterrupt:
@@ -79,10 +93,11 @@ def _define() -> None:
         except BaseException as e:
             # A pending interrupt of another type (an error the hub hands to main) cannot be
             # armed for native code: keep it for the G's next checkpoint instead of losing it.
-            g = s.cur
             if g is None or g.pending_exc is not None:
                 raise
             g.pending_exc = e
+        finally:
+            native.discard(g)
         return lib.PE_HOOK_CONTINUE
 
 

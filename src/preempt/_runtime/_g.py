@@ -23,6 +23,9 @@ Invariants:
 4. A dead G has ``result`` or ``exc`` set and drops its function and arguments.
 5. ``wait_reason`` is set by ``park()`` and cleared by the yields (gosched, preemption), so a
    runnable G with a ``wait_reason`` is one whose wait was *completed* by someone else.
+6. A G that died of an exception (main aside) holds an :class:`ExcReporter` until ``join()``
+   retrieves the exception; a reporter still armed when the G is freed prints the exception
+   (asyncio's "Task exception was never retrieved"). Gs that return normally get none.
 
 Interrupts (KeyboardInterrupt for main, GreenletExit when ``run()`` ends, an error escaping the
 hub) never undo a completed operation (trio's rule). A waiting G's wait is cancelled and the
@@ -42,6 +45,7 @@ from typing import Any, Optional
 
 from .._errors import PreemptError
 from . import _park
+from ._timeouts import TIMEOUT_MAX, check_timeout
 from ._waitq import WaitQ
 
 RUNNABLE = "runnable"
@@ -72,7 +76,7 @@ class Goroutine:
     __slots__ = (
         "id", "name", "fn", "args", "kwargs", "glet", "state", "wait_reason", "blocker",
         "result", "exc", "joiners", "preemptible", "nopreempt", "preempt_pending",
-        "wake_exc", "pending_exc", "locals", "waiter", "__weakref__",
+        "wake_exc", "pending_exc", "locals", "waiter", "reporter", "__weakref__",
     )
 
     def __init__(self, fn: Any, args: tuple, kwargs: dict, name: Optional[str],
@@ -96,6 +100,7 @@ class Goroutine:
         self.pending_exc: Optional[BaseException] = None  # raised at the next checkpoint (below)
         self.locals: Optional[dict] = None
         self.waiter: Any = None          # cached Waiter for plain Chan send/recv (chan.py)
+        self.reporter: Optional[ExcReporter] = None   # invariant 6: an unretrieved exception
 
     def __repr__(self) -> str:
         return f"<Goroutine {self.id} {self.name!r} {self.state}>"
@@ -115,7 +120,9 @@ class Goroutine:
         """Waits until the goroutine finishes and returns its result.
 
         Args:
-            timeout: Seconds to wait at most; None waits for ever.
+            timeout: Seconds to wait at most: an int or float (or another real number) >= 0;
+                0 only checks. None, ``math.inf`` or any value above 2**31 s (about 68 years)
+                waits for ever.
 
         Returns:
             What the goroutine's function returned.
@@ -123,8 +130,12 @@ class Goroutine:
         Raises:
             BaseException: The goroutine's own exception, re-raised with its traceback.
             JoinTimeout: The timeout passed first (also a ``TimeoutError``).
+            TypeError: ``timeout`` is not None or a number, or is a bool.
+            ValueError: ``timeout`` is NaN or negative.
             PreemptError: A goroutine joined itself, or join() had to wait outside ``run()``.
         """
+        if timeout is not None and not (type(timeout) is float and 0.0 <= timeout <= TIMEOUT_MAX):
+            timeout = check_timeout(timeout, "Goroutine.join()")   # rules in _timeouts.py
         if self.state is not DEAD:
             s = _park.running_sched("Goroutine.join")
             if s.cur is self:
@@ -134,9 +145,14 @@ class Goroutine:
                 self.joiners = WaitQ(self)
             if not self.joiners.wait("join", timeout):
                 raise JoinTimeout(f"goroutine {self.id} {self.name!r} did not finish within "
-                                  f"{timeout} s; join again or give it more time")
-        if self.exc is not None:
-            raise self.exc
+                                  f"{timeout:g} s; join again or give it more time")
+        exc = self.exc
+        if exc is not None:
+            r = self.reporter
+            if r is not None:              # retrieved: nothing to report (invariant 6)
+                self.reporter = None
+                r.exc = None
+            raise exc
         return self.result
 
     def _finish(self) -> None:
@@ -147,7 +163,37 @@ class Goroutine:
         self.waiter = None
         q = self.joiners
         if q is not None:
+            self.joiners = None            # the queue names the G: no cycle keeps it alive
             q.wake_all()
+
+
+class ExcReporter:
+    """Prints a dead G's exception that no ``join()`` retrieved, when the G is freed (invariant 6).
+
+    Made only for a G that raised. It keeps the G's id, name and exception, never the G, so it
+    dies with the G; ``join()`` disarms it by clearing ``exc``. Nothing is formatted unless the
+    report is due. The G is freed when nothing refers to it any more — the runtime keeps no
+    reference to a dead G (its worker greenlet drops it before parking in the free list, and
+    takes its Gs from ``sched.cur``, never as arguments, which a greenlet would keep) — so a
+    dropped G is reported at once. A G in a reference cycle is freed by the garbage collector;
+    at the latest, at interpreter exit.
+    """
+
+    __slots__ = ("id", "name", "exc", "report")
+
+    def __init__(self, g: Goroutine, report: Any) -> None:
+        self.id = g.id
+        self.name = g.name
+        self.exc: Optional[BaseException] = g.exc
+        self.report = report           # report(self) writes it (_sched._report_unjoined)
+
+    def __del__(self) -> None:
+        if self.exc is not None:
+            try:
+                self.report(self)
+            except BaseException:      # never raise from a finalizer
+                pass
+            self.exc = None
 
 
 G = Goroutine

@@ -121,7 +121,7 @@ def park_checked(s: Any, g: Any, reason: str, blocker: Any) -> None:
                 s.mtick[0] = tick
                 glet = nxt.glet
                 if glet is None:
-                    s.bind(nxt).switch(nxt)     # a new or reused worker takes nxt as its G
+                    s.bind(nxt).switch()        # a new or reused worker reads s.cur: nxt
                 else:
                     glet.switch()               # a parked G ignores the value: no args tuple
                 exc = g.wake_exc
@@ -249,7 +249,7 @@ def run_g(s: Any, nxt: Any) -> None:
     glet = nxt.glet
     if glet is None:
         glet = s.bind(nxt)
-    glet.switch(nxt)
+    glet.switch()           # nothing passed: a parked G ignores it, a worker reads s.cur
 
 
 def _switch_out(s: Any, g: Any) -> None:
@@ -270,20 +270,22 @@ def _switch_out(s: Any, g: Any) -> None:
     s.hub.switch()
 
 
-def exit_g(s: Any, g: Any) -> Any:
-    """Called by a worker greenlet whose G ``g`` has finished: hands the CPU on.
+def exit_g(s: Any, glet: Any, is_main: bool) -> Any:
+    """Called by a worker greenlet ``glet`` whose G has finished: hands the CPU on.
 
     The greenlet goes to the free list; the return value is the next G bound to it (reuse), which
-    the worker loop then runs, or None when the free list is full and the greenlet must end. Main's exit always goes to the hub, which ends ``run()``.
+    the worker loop then runs, or None when the free list is full and the greenlet must end.
+    Main's exit always goes to the hub, which ends ``run()``. The finished G is not an argument:
+    nothing on a parked worker's stack may keep a dead G alive (its unretrieved exception is
+    reported when it is freed, ``_g.py``). Whoever resumes a worker has set ``s.cur`` to the G
+    it is bound to, so that is what a resumed worker returns.
     """
-    glet = g.glet
-    g.glet = None
     if len(s.free) >= s.free_max:
         s.cur = None
         return None          # the worker returns; its greenlet dies; its parent, the hub, resumes
     s.free.append(glet)
     s.tick = tick = s.tick + 1
-    if g is not s.main and not s.hub_wanted:
+    if not is_main and not s.hub_wanted:
         t = s.timers
         if not (t and t[0][0] <= monotonic()) and not (s.npoll and s.tick % _POLL_EVERY == 0):
             nxt = take_direct(s)
@@ -298,6 +300,8 @@ def exit_g(s: Any, g: Any) -> Any:
                         nxt.glet = glet
                         return nxt
                     other = s.bind(nxt)
-                return other.switch(nxt)
+                other.switch()
+                return s.cur
     s.cur = None
-    return s.hub.switch()
+    s.hub.switch()
+    return s.cur

@@ -130,6 +130,13 @@ def in_denied(frame: Optional[FrameType]) -> bool:
     return False
 
 
+def is_runtime_frame(frame: FrameType) -> bool:
+    """Whether this one frame is the runtime's own code (for ``_trace.py``): preempt's modules,
+    the worker loop and the runtime functions that call user code."""
+    k = _classify(frame)
+    return k == _RUNTIME or k == _BOTTOM or k == _TRANSPARENT
+
+
 def in_runtime(frame: Optional[FrameType]) -> bool:
     """Whether a frame from ``frame`` outward belongs to preempt itself (not a user callback)."""
     f = frame
@@ -141,6 +148,17 @@ def in_runtime(frame: Optional[FrameType]) -> bool:
             return True
         f = f.f_back
     return False
+
+
+def may_yield(g: Any, frame: Optional[FrameType]) -> bool:
+    """Whether the running G ``g`` may be switched out with ``frame`` interrupted (rules 3-6).
+
+    The one predicate every preemption entry asks: the sync hook, the async hook, and the
+    routed signal handlers (``_signals.py``). The caller has checked rule 2 (``g`` is the
+    running G and this is its greenlet). M thread, Python-level handler or runtime code.
+    """
+    return (g.preemptible and not g.nopreempt and not _import_lock_held()
+            and not in_denied(frame))
 
 
 def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None) -> None:
@@ -156,6 +174,8 @@ def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None) -> None:
     mon = s.monitor
     seq = mon.req_seq()
     if seq <= s.consumed_seq:                       # rule 1
+        if s.hub_wanted:                            # no request, but a signal left hub work
+            _yield_for_hub(s, frame)
         return
     g = s.cur
     if g is None or g.glet is not getcurrent() or not g.preemptible:   # rules 2, 3
@@ -164,7 +184,7 @@ def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None) -> None:
         return
     if frame is None:
         frame = sys._getframe(1)
-    if g.nopreempt or _import_lock_held() or in_denied(frame):   # rules 4-6
+    if not may_yield(g, frame):                     # rules 4-6
         g.preempt_pending = True                    # not consumed: a re-send re-checks
         s.ndeferred += 1
         return
@@ -172,6 +192,20 @@ def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None) -> None:
     mon.ack(seq)
     g.preempt_pending = False
     _park.yield_preempted(s, g)
+
+
+def _yield_for_hub(s: Any, frame: Optional[FrameType]) -> None:
+    """Switches the running G out so the hub can deliver what a signal handler queued for it
+    (``_signals.py``); no request is consumed. Python-level handler on the M only."""
+    g = s.cur
+    if g is None or g.glet is not getcurrent():
+        return
+    if frame is None:
+        frame = sys._getframe(2)
+    if may_yield(g, frame):
+        _park.yield_preempted(s, g)
+    else:
+        g.preempt_pending = True                    # honoured when no_preempt() is left
 
 
 class no_preempt:

@@ -12,7 +12,14 @@ new G (the free list in ``_park.exit_g``).
 
 When main returns, leftover Gs are killed (Go just exits; we prefer their ``finally`` blocks to
 run): each gets ``GreenletExit`` at the point where it waits or was preempted; Gs that never
-started are dropped. Then ``run()`` returns main's result or raises main's exception.
+started are dropped. Then ``run()`` returns main's result or raises main's exception. The exit
+does not wait for goroutines that cannot or will not finish (Go's rule: the program's exit
+waits for no goroutine): one parked inside a native call (async preemption) is abandoned at
+once — a native frame cannot be unwound, and its call would otherwise run to completion first —
+and one still alive ``EXIT_GRACE`` seconds after it was told to exit (it blocks in a ``finally``
+block, or caught GreenletExit and went on) is abandoned then. ``run()`` says which on stderr.
+An abandoned G is never resumed: its greenlet is kept (leaked) for the life of the process, so
+that neither the garbage collector nor interpreter exit throws into it and restarts its code.
 
 Deadlock (Go's "all goroutines are asleep"): nothing runnable, no active timer, no fd or offload
 outstanding, yet Gs wait. The hub raises :class:`preempt.Deadlock` in main, naming every waiting G
@@ -22,9 +29,10 @@ Invariants:
 
 1. The hub never runs user code and survives an exception at any bytecode: an exception that
    escapes one loop iteration (a signal handler raising) is delivered to main, not lost.
-2. KeyboardInterrupt goes to main only. The SIGINT handler raises it directly when main is the
-   running G outside runtime code; otherwise it records it and wakes the hub, which delivers it
-   to main (interrupting main's wait) before picking any other G.
+2. Exceptions raised by Python signal handlers (KeyboardInterrupt included) go to main only
+   (``_signals.py``): raised directly when main is the running G outside runtime code; otherwise
+   queued, and the hub delivers them to main (interrupting main's wait) before picking any
+   other G. Main parked inside a native call is abandoned with the exception (see above).
 3. One runtime per process: a nested or concurrent ``run()`` raises PreemptError.
 """
 
@@ -42,12 +50,14 @@ from typing import Any, Callable, Optional
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from .._errors import Deadlock, PreemptError
-from . import _hotpath, _park, _preempt, _sysmon
+from . import _fork  # noqa: F401  (registers the at-fork handlers, once per process)
+from . import _hotpath, _park, _preempt, _signals, _sysmon, _trace
 from ._g import DEAD, RUNNABLE, WAITING, Goroutine
 from ._netpoll import Poller
 from ._timers import add_timer, next_deadline, run_timers
 
 DEFAULT_SLICE = 0.010
+EXIT_GRACE = 1.0        # seconds run() waits for killed goroutines before abandoning them
 
 
 class Scheduler:
@@ -81,8 +91,13 @@ class Scheduler:
         self.npreempt = 0
         self.ndeferred = 0
         self.hub_wanted = False
-        self.sigint_pending = False
+        self.signal_excs: deque = deque()   # raised by signal handlers, for main (_signals.py)
+        self.routing = False
+        self.native: set = set()         # Gs parked inside a native call (_asynchook.py)
+        self.abandoned: list = []        # (G, why) that run() will not wait for
         self.killing = False
+        self.kill_expired = False
+        self.exit_exc: Optional[BaseException] = None   # a signal's exception during shutdown
         self.consumed_seq = 0
         self.latencies: deque = deque(maxlen=4096)
         self.monitor = _sysmon.new_monitor(self)
@@ -92,7 +107,6 @@ class Scheduler:
         self.mtick = getattr(self.monitor, "tick_view", None) or memoryview(bytearray(8)).cast("Q")
         self.poller = Poller(self)
         self.offload: Any = None
-        self._old_sigint: Any = None
 
     # -- greenlets -----------------------------------------------------------------------
 
@@ -128,13 +142,15 @@ class Scheduler:
         self.cur = None
         if self.hub_wanted:
             self.hub_wanted = False
-            if self.sigint_pending and self.main.state is not DEAD:
-                self.sigint_pending = False
-                self.interrupt(self.main, KeyboardInterrupt())
+            self.monitor.hub_done()
+            if self.signal_excs:
+                self._deliver_signal_excs()
         if self.timers:
             run_timers(self, _park.monotonic())
         if self.npoll or self.poller.completions:
             self.poller.poll(0)
+        if self.killing and self.kill_expired:
+            return True            # the exit grace is over (or a signal cut it short)
         if self.main.state is DEAD and not self.killing:
             self._kill_leftovers()
         nxt = _park.pick(self)
@@ -157,6 +173,24 @@ class Scheduler:
         self.interrupt(self.main, Deadlock(self.describe_deadlock()))
         return False
 
+    def _deliver_signal_excs(self) -> None:
+        """Hands what signal handlers raised to main, one at a time (_signals.py rule 3). Hub."""
+        q = self.signal_excs
+        m = self.main
+        while q:
+            if m.state is DEAD:             # shutting down: the exception ends it now
+                e = q.popleft()
+                if self.exit_exc is None:
+                    self.exit_exc = e
+                self.killing = self.kill_expired = True
+                continue
+            if m.wake_exc is not None or m.pending_exc is not None:
+                self.hub_wanted = True      # main has not taken the previous one yet
+                self.monitor.want_hub()
+                return
+            self.interrupt(m, q.popleft())
+            if m.state is DEAD:             # it was abandoned in native code with it
+                continue
     def describe_deadlock(self) -> str:
         lines = ["all goroutines are asleep - deadlock! Nothing is runnable, no timer, fd or "
                  "blocking() call is pending, and these goroutines wait:"]
@@ -168,7 +202,15 @@ class Scheduler:
         return "\n".join(lines)
 
     def interrupt(self, g: Goroutine, exc: BaseException) -> None:
-        """Makes g raise ``exc`` where it waits or was switched out. Hub / runtime code."""
+        """Makes g raise ``exc`` where it waits or was switched out. Hub / runtime code.
+
+        Main parked inside a native call cannot raise before the call returns: it is abandoned
+        with ``exc`` as its exception, so run() ends now (module docstring).
+        """
+        if g in self.native and g is self.main and not isinstance(exc, GreenletExit):
+            self.abandon(g, "parked inside a native call when it had to raise "
+                            f"{type(exc).__name__}", exc)
+            return
         if g.state is WAITING:
             b = g.blocker
             if b is not None:
@@ -193,59 +235,104 @@ class Scheduler:
 
     def _kill_leftovers(self) -> None:
         self.killing = True
-        self.sigint_pending = False
-        for q in (self.runq,):
-            keep = deque(g for g in q if g.glet is not None)
-            self.runq = keep
+        q = self.runq                  # in place: sysmon reads this deque's length
+        keep = [g for g in q if g.glet is not None]
+        q.clear()
+        q.extend(keep)
         if self.runnext is not None and self.runnext.glet is None:
             self.runnext = None
+        if self.gs:
+            add_timer(self, _park.monotonic() + EXIT_GRACE, _end_grace, self)
         for g in list(self.gs.values()):
             if g.glet is None:         # never started: nothing to unwind
                 g.exc = None
                 self.gs.pop(g.id, None)
                 g._finish()
+            elif g in self.native:     # its native frames cannot be unwound: do not wait
+                self.abandon(g, "parked inside a native call, which cannot be interrupted")
             else:
                 self.interrupt(g, GreenletExit())
 
-    # -- signals -------------------------------------------------------------------------
+    def abandon(self, g: Goroutine, why: str, exc: Optional[BaseException] = None) -> None:
+        """Gives up on g for good: it is never resumed (module docstring). Hub / runtime code."""
+        self.abandoned.append((g, why))
+        self.native.discard(g)
+        self.gs.pop(g.id, None)
+        if self.runnext is g:
+            self.runnext = None
+        try:
+            self.runq.remove(g)
+        except ValueError:
+            pass
+        b = g.blocker
+        if b is not None:
+            b.cancel()
+        _keep_forever(g.glet)
+        g.glet = None
+        g.exc = exc
+        g._finish()
 
-    def install_sigint(self) -> None:
-        if not self.is_main_thread:
-            return
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._old_sigint = signal.signal(signal.SIGINT, self._on_sigint)
-
-    def restore_sigint(self) -> None:
-        if self._old_sigint is not None:
-            signal.signal(signal.SIGINT, self._old_sigint)
-            self._old_sigint = None
-
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        """Python-level SIGINT handler on the M (invariant 2)."""
-        g = self.cur
-        m = self.main
-        if (g is m and m is not None and getcurrent() is m.glet
-                and not _preempt.in_runtime(frame)):
-            raise KeyboardInterrupt
-        self.sigint_pending = True
-        self.hub_wanted = True
-        self.poller.wakeup()
-        if g is not None and getcurrent() is g.glet and g.nopreempt == 0 and g.preemptible \
-                and not _preempt.in_denied(frame):
-            _park.yield_preempted(self, g)
-
+    def abandon_leftovers(self) -> None:
+        """run() ends with these Gs alive: abandon and report them. Runtime code, after the hub."""
+        for g in list(self.gs.values()):
+            if g.state is not DEAD:
+                self.abandon(g, f"still {g.state} ({g.describe_wait() or 'computing'}) "
+                                f"{EXIT_GRACE:g} s after it was told to exit")
+        if self.abandoned:
+            _report_abandoned(self.abandoned)
 
 def _noop(arg: Any) -> None:
     """A timer that only makes the monitor preempt soon (a pending interrupt). Hub."""
 
 
-def _worker_main(g: Goroutine) -> None:
+def _end_grace(s: "Scheduler") -> None:
+    """The kill phase's timer: stop waiting for killed goroutines. Hub."""
+    if s.killing:
+        s.kill_expired = True
+
+
+_kept: list = []
+
+
+def _keep_forever(glet: Any) -> None:
+    """Keeps an abandoned G's greenlet from ever being deallocated: greenlet would throw
+    GreenletExit into it, resuming its code (for a G parked in native code, the rest of the
+    native call) at an arbitrary later moment. The extra reference is never dropped, so it
+    survives interpreter exit too. Runtime code."""
+    if glet is None:
+        return
+    _kept.append(glet)
+    try:
+        import ctypes
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(glet))
+    except Exception:    # no ctypes: the list holds it until interpreter exit
+        pass
+
+
+def _report_abandoned(abandoned: list) -> None:
+    try:
+        lines = [f"preempt: run() returned without waiting for {len(abandoned)} goroutine(s), "
+                 "which will never run again:"]
+        for g, why in abandoned:
+            lines.append(f"  goroutine {g.id} {g.name!r}: {why}")
+        sys.stderr.write("\n".join(lines) + "\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+def _worker_main() -> None:
     """The body of every worker greenlet: run G after G (reuse) until the free list is full.
 
     One function, not a loop calling a helper: every frame here is part of each parked G's
     stack (on 3.10 a heap frame and a C frame; on 3.11+ frame-stack bytes and saved C stack).
+    The G comes from ``s.cur``, which whoever switched here set, not from an argument: the
+    greenlet keeps its start arguments while it lives, and a dead G must not stay alive
+    (``_g.py``: its unretrieved exception is reported when it is freed).
     """
     s = _park.sched
+    g = s.cur
     while g is not None:
         try:
             exc = g.wake_exc
@@ -273,16 +360,26 @@ def _worker_main(g: Goroutine) -> None:
             g.exc = e
         fn = args = kwargs = exc = None
         _g_done(s, g)
-        g = _park.exit_g(s, g)
+        glet, is_main = g.glet, g is s.main
+        g.glet = None
+        g = None                                 # freed (and reported) while this worker waits
+        g = _park.exit_g(s, glet, is_main)
+        glet = None
 
 
 def _g_done(s: Scheduler, g: Goroutine) -> None:
-    """Bookkeeping for a G whose function returned or raised. Its worker greenlet, runtime code."""
+    """Bookkeeping for a G whose function returned or raised. Its worker greenlet, runtime code.
+
+    A G that raised gets a reporter (``_g.py`` invariant 6): its exception is printed when the G
+    is freed without a ``join()`` having retrieved it, not merely because nobody was joining it
+    at the moment it died. Gs that returned cost nothing more.
+    """
     del s.gs[g.id]
-    waited = g.joiners is not None and len(g.joiners._q) > 0
     g._finish()
-    if g.exc is not None and g is not s.main and not waited:
-        _report_unjoined(g)
+    if g.exc is not None and g is not s.main:
+        from ._g import ExcReporter
+
+        g.reporter = ExcReporter(g, _report_unjoined)
 
 
 try:   # small frame stacks (csrc/pe_gstack.c): a worker greenlet's first call sets one up
@@ -295,26 +392,53 @@ except ImportError:            # pure-Python install: CPython's own 16 KiB chunk
 _preempt.register_bottom_code(_worker_main.__code__)   # the G's own frames start above it
 
 
-def _report_unjoined(g: Goroutine) -> None:
+def _report_unjoined(g: Any, _tbe: Any = traceback.TracebackException, _sys: Any = sys) -> None:
+    """Prints the exception of a dead G that no join() retrieved; ``g`` is the G's ExcReporter
+    (id, name, exc). It runs when the G is freed: possibly inside a garbage collection anywhere,
+    even inside ``compile()``, and at interpreter exit after this module's globals are gone.
+    Hence the names bound as defaults, and no caret lines: computing them parses source with
+    ``ast``, which must not run inside the compiler (it fails with "AST constructor recursion
+    depth mismatch")."""
     try:
-        msg = "".join(traceback.format_exception(type(g.exc), g.exc, g.exc.__traceback__))
-        sys.stderr.write(f"preempt: goroutine {g.id} {g.name!r} raised and nobody was joining "
-                         f"it (join() it to handle the error):\n{msg}")
-        sys.stderr.flush()
+        exc = g.exc
+        try:
+            te = _tbe(type(exc), exc, exc.__traceback__)
+            todo, seen = [te], set()
+            while todo:                    # this one, its causes, contexts and group members
+                t = todo.pop()
+                if t is None or id(t) in seen:
+                    continue
+                seen.add(id(t))
+                for fs in t.stack:
+                    if getattr(fs, "colno", None) is not None:
+                        fs.colno = None    # 3.11+: no caret line, no ast
+                todo += [t.__cause__, t.__context__, *(getattr(t, "exceptions", None) or ())]
+            msg = "".join(te.format())
+        except Exception as e:             # a broken __str__, say: still say that it raised
+            msg = f"{type(exc).__name__} (its traceback could not be formatted: {e!r})\n"
+        _sys.stderr.write(f"preempt: goroutine {g.id} {g.name!r} raised and nobody was joining "
+                          f"it: its exception was never retrieved with join():\n{msg}")
+        _sys.stderr.flush()
     except Exception:
         pass
 
 
 def _slice_from(slice_arg: Optional[float]) -> float:
+    """The time slice for run(): ``slice=``, else PREEMPT_SLICE_MS, else the default (the rules
+    are ``_timeouts.py`` rule 5: 0 to 3600 s, 0 = preemption off).
+
+    Raises:
+        TypeError: ``slice`` is not a number (or is a bool).
+        ValueError: ``slice`` is NaN, negative, infinite or above 3600 s.
+        PreemptError: PREEMPT_SLICE_MS is not a number of milliseconds in that range.
+    """
+    from ._timeouts import check_slice, slice_from_env
+
     if slice_arg is not None:
-        return float(slice_arg)
+        return check_slice(slice_arg, "preempt.run()")
     env = os.environ.get("PREEMPT_SLICE_MS")
     if env:
-        try:
-            return float(env) / 1000.0
-        except ValueError:
-            raise PreemptError(f"PREEMPT_SLICE_MS={env!r} is not a number of milliseconds; "
-                               "set it to e.g. 10, or unset it") from None
+        return slice_from_env(env)
     return DEFAULT_SLICE
 
 
@@ -361,19 +485,29 @@ def run(main: Callable[..., Any], *args: Any, slice: Optional[float] = None,
     try:
         s.hub = greenlet(s.hub_main, getcurrent())
         s.main = s.spawn(main, args, kwargs, "main", True)
-        s.install_sigint()
+        _signals.install(s)
+        _trace.install()
+        s.routing = True
         if s.slice > 0:
             s.monitor.start(s.slice)
         try:
             s.hub.switch()
         finally:
+            s.routing = False
             s.monitor.stop()
-            s.restore_sigint()
+            _signals.uninstall(s)
+            _trace.uninstall()
+            s.abandon_leftovers()
     finally:
         _park.sched = None
         _hotpath.set_sched(None)
         _teardown(s)
     m = s.main
+    if s.exit_exc is not None:      # a signal's exception cut the shutdown short
+        e = s.exit_exc
+        if e.__context__ is None and m.exc is not None and m.exc is not e:
+            e.__context__ = m.exc
+        raise e
     if m.state is not DEAD:
         raise PreemptError("preempt.run(): the scheduler stopped before main finished (internal "
                            "error); please report it with preempt.dump() output")
