@@ -20,6 +20,7 @@ def test_quick_run_writes_every_benchmark_to_json(tmp_path):
     assert len(files) == 1, files
     res = json.loads(files[0].read_text())
     assert res["machine"]["python"] and res["mode"] == "quick"
+    assert "soak" not in res, "the soak is not part of the default (or --quick) run"
     for work in ("ticker", "native"):
         assert set(res[work]) == {"preempt", "asyncio", "gevent", "threading", "go"}
         pre = res[work]["preempt"]
@@ -64,6 +65,41 @@ def test_missing_peer_is_reported_skipped(tmp_path):
         assert res["ticker"]["go"]["late_us"], res["ticker"]["go"]
     else:
         assert "go is not on PATH" in res["ticker"]["go"]["skipped"]
+
+
+def test_soak_reports_nothing_lost(tmp_path):
+    p = _bench(tmp_path, "--only", "soak", "--soak-seconds", "3", "--seed", "9")
+    files = list(tmp_path.glob("*/results.json"))
+    assert len(files) == 1, p.stdout + p.stderr
+    res = json.loads(files[0].read_text())
+    s = res["soak"]
+    assert p.returncode == 0 and s["verdict"] == "PASS" and s["ok"], (s.get("failures"), p.stderr[-3000:])
+    assert s["seed"] == 9 and s["seconds"] == 3 and s["failures"] == []
+    assert set(res) == {"machine", "mode", "soak"}
+    v = s["values"]
+    assert v["sent"] > 0 and v["received"] == v["sent"] == v["relayed"]
+    assert v["lost"] == v["duplicated"] == v["phantom"] == 0
+    assert s["select"]["calls"] > 0 and s["select"]["timed_out"] > 0
+    assert s["timeouts"]["zero"] > 0 and s["timeouts"]["tiny_under_100us"] > 0
+    assert s["mutex"]["increments"] > 0 and s["mutex"]["counter"] == s["mutex"]["increments"]
+    assert s["waitgroup"]["batches"] > 0 and s["event_wait"]["calls"] > 0
+    j = s["join"]
+    assert j["calls"] == j["joined"] + j["timed_out"] and j["timed_out"] > 0
+    assert j["waiting_for_ever"] > 0 and j["unwound_at_end"] == j["waiting_for_ever"]
+    assert s["sleep"]["calls"] > 0 and s["sleep"]["early"] == 0 and s["cpu"]["chunks"] > 0
+    sig = s["signals"]
+    assert sig["usr1_sent"] > 0 and sig["usr1_caught_in_main"] == sig["usr1_sent"]
+    assert sig["usr1_in_worker"] == sig["usr1_lost"] == sig["usr1_duplicated"] == 0
+    assert sig["usr2_sent"] > 0 and sig["usr2_handled"] == sig["usr2_sent"]
+    f = s["fork"]
+    assert f["forks"] > 0 and f["ok"] == f["forks"] and f["failed"] == f["hung"] == 0
+    assert s["preemptions"]["sync"] > 0
+    if "skipped" not in s["native"]:
+        assert s["native"]["calls"] > 0 and s["preemptions"]["async"] > 0
+    assert "Soak: 3 s" in p.stdout and "verdict: PASS" in p.stdout
+    assert "seed 9" in p.stderr
+    p = _bench(tmp_path, "--only", "soak", "--soak-seconds", "0")
+    assert p.returncode == 2 and "--soak-seconds must be" in p.stderr
 
 
 def test_bad_options_give_clear_errors(tmp_path):

@@ -10,6 +10,14 @@ writes every sample and machine facts to ``<out>/results.json``.
     python -m preempt.bench            # default: ~1-2 minutes
     python -m preempt.bench --quick    # a fast smoke run (used by the tests)
     python -m preempt.bench --full     # more repetitions
+
+Not in the default run (nor in --quick or --full): the soak (``soak/``), signals, fork, random
+timeouts and cancellations for N seconds, checked for anything lost. Run it by name:
+
+    python -m preempt.bench --only soak [--soak-seconds 60] [--seed S]
+    python -m preempt.bench --only interrupt    # Ctrl-C latency per situation (interrupt.py)
+
+The exit status is 1 when a soak found anything lost, duplicated, hung or failed.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from typing import Any, Dict, List
 from ._stats import percentiles, table
 
 BENCHES = ("ticker", "native", "latency", "sleepers", "overhead", "suspend", "switch")
+EXTRA = ("soak", "interrupt")   # run only when named in --only
+SOAK_SECONDS = {"quick": 3.0, "default": 60.0, "full": 300.0}
 
 
 def _machine() -> Dict[str, Any]:
@@ -128,16 +138,23 @@ def main(argv=None) -> int:
     mode.add_argument("--quick", action="store_true", help="small fast run (smoke test)")
     mode.add_argument("--full", action="store_true", help="more repetitions")
     p.add_argument("--only", default=",".join(BENCHES),
-                   help=f"comma-separated subset of {','.join(BENCHES)}")
+                   help=f"comma-separated subset of {','.join(BENCHES + EXTRA)} (default: all "
+                        f"but {','.join(EXTRA)})")
     p.add_argument("--out", default="results", help="folder for results (default ./results)")
     p.add_argument("--n", type=int, default=None, help="suspensions to measure (default 10000)")
+    p.add_argument("--soak-seconds", type=float, default=None,
+                   help="how long the soak runs (default 60; 3 with --quick, 300 with --full)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the soak's random seed (default: a fresh one, printed)")
     args = p.parse_args(argv)
     only = [b.strip() for b in args.only.split(",") if b.strip()]
-    bad = [b for b in only if b not in BENCHES]
+    bad = [b for b in only if b not in BENCHES + EXTRA]
     if bad:
-        p.error(f"unknown benchmark(s) {', '.join(bad)}; choose from {', '.join(BENCHES)}")
+        p.error(f"unknown benchmark(s) {', '.join(bad)}; choose from {', '.join(BENCHES + EXTRA)}")
     if args.n is not None and args.n < 1000:
         p.error("--n must be at least 1000 (percentiles need samples)")
+    if args.soak_seconds is not None and not 0 < args.soak_seconds < 1e6:
+        p.error(f"--soak-seconds must be a number of seconds above 0, got {args.soak_seconds}")
     hog_n, runs, nsusp, rounds, reps = (8_000_000, 3, 10_000, 100_000, 7)
     if args.quick:
         hog_n, runs, nsusp, rounds, reps = (300_000, 1, 1000, 5_000, 2)
@@ -155,7 +172,8 @@ def main(argv=None) -> int:
     if not ok:
         print(f"preemption unavailable: {why}")
         return 1
-    steps = {"ticker": 5, "native": 5, "latency": 0, "sleepers": 1, "overhead": 2, "suspend": 1, "switch": 1}
+    steps = {"ticker": 5, "native": 5, "latency": 0, "sleepers": 1, "overhead": 2, "suspend": 1, "switch": 1,
+             "soak": 1, "interrupt": 1}
     prog = Progress(sum(steps[b] for b in only) or 1)
     results: Dict[str, Any] = {"machine": facts, "mode": "quick" if args.quick else "full" if args.full else "default"}
     tables: List[str] = []
@@ -196,6 +214,21 @@ def main(argv=None) -> int:
         results["switch"] = switch.measure(rounds, reps)
         results["switch"]["go"] = switch.measure_go(rounds, reps)
         tables.append(switch.report(results["switch"]))
+    status = 0
+    if "soak" in only:
+        from . import soak
+
+        seconds = args.soak_seconds or SOAK_SECONDS[results["mode"]]
+        prog.step(f"soak: {seconds:g} s of signals, fork, timeouts and cancellations")
+        results["soak"] = soak.measure(seconds, args.seed)
+        tables.append(soak.report(results["soak"]))
+        status = 0 if results["soak"]["ok"] else 1
+    if "interrupt" in only:
+        from . import interrupt
+
+        prog.step("Ctrl-C: SIGINT -> run() raised, per situation")
+        results["interrupt"] = interrupt.run(3 if args.quick else 30 if args.full else 10)
+        tables.append(interrupt.table(results["interrupt"]))
     print()
     print("\n\n".join(tables))
     out = os.path.join(args.out, time.strftime("%Y%m%d-%H%M%S"))
@@ -210,7 +243,7 @@ def main(argv=None) -> int:
     except ImportError:
         print("Plots skipped: matplotlib is not installed (pip install matplotlib)")
     print(f"\nAll samples and machine facts: {os.path.abspath(os.path.join(out, 'results.json'))}")
-    return 0
+    return status
 
 
 if __name__ == "__main__":
