@@ -93,3 +93,29 @@ PE_HIDDEN const int *pe_py_signals_tripped_addr(void)
     return NULL;
 #endif
 }
+
+/* fork() child, called by the runtime's at-fork handler on the forking thread (its only one).
+ *
+ * CPython 3.13 delivers a tripped signal by setting a bit in _PyRuntime.main_tstate's
+ * eval_breaker, and after a fork from a thread other than the main one it makes the forking
+ * thread the main thread (main_thread) but leaves main_tstate naming the old main thread's
+ * state: in that child no Python signal handler ever runs again (measured on 3.13.0: a SIGALRM
+ * handler under a busy loop, and so preempt's preemption slot and Ctrl-C). Point main_tstate at
+ * the thread that now is the main thread, as 3.10-3.12 need not (their breaker is per
+ * interpreter). Returns 1 when it repaired it, 0 when nothing needed it, -1 when this is not
+ * the main thread (nothing done). */
+int pe_py_after_fork_child(void)
+{
+#if defined(PE_HAVE_INTERNALS) && PY_VERSION_HEX >= 0x030D0000
+    /* cffi releases the GIL around the call: the thread's state, attached or not */
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    if (!ts || _PyRuntime.main_thread != PyThread_get_thread_ident())
+        return -1;
+    if (_PyRuntime.main_tstate == ts)
+        return 0;
+    _PyRuntime.main_tstate = ts;
+    return 1;
+#else
+    return 0;
+#endif
+}

@@ -162,6 +162,10 @@ int pe_sysmon_watch_work(void *runq, void *sched, void *runnext_descr, void *non
 void pe_set_preempt_hook(int (*hook)(int32_t slot));
 /* 1 when requests also poke eval_breaker (3.10-3.12), 0 when not needed (3.13+). */
 int pe_sysmon_poke_mode(void);
+/* fork() child: repair the interpreter's idea of its main thread's state where CPython leaves
+ * it stale (3.13, after a fork from a non-main thread: pe_pyoffsets.c). The child's only
+ * thread. 1: repaired, 0: nothing to repair, -1: not the main thread. */
+int pe_py_after_fork_child(void);
 
 /* CDEF END */
 

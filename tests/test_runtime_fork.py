@@ -514,3 +514,34 @@ def test_preexec_fn_child_is_left_alone(child):
         preempt.run(main)
     """))
     assert "parent: preempts" in out and "PARENT OK" in out, out
+
+
+def test_signal_handlers_run_in_a_child_forked_from_another_thread(child):
+    """Rule 7: CPython 3.13 leaves the dead main thread's state as the signal target in a child
+    forked from another thread, so no Python handler ever ran there (preemption, Ctrl-C). With
+    preempt imported the child's handlers run, whether or not run() is running."""
+    out = child("""
+        import os, signal, threading, time
+        import preempt
+        def grandchild():
+            got = []
+            signal.signal(signal.SIGALRM, lambda s, f: got.append(1))
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            t0 = time.monotonic()
+            while not got and time.monotonic() - t0 < 5:
+                pass                   # a Python handler runs at one of these bytecodes
+            os._exit(0 if got else 3)
+        def forker(out):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    grandchild()
+                finally:
+                    os._exit(1)
+            out.append(os.waitpid(pid, 0)[1])
+        out = []
+        t = threading.Thread(target=forker, args=(out,))
+        t.start(); t.join(30)
+        print("status", out)
+    """)
+    assert out.strip() == "status [0]", out

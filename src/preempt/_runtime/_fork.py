@@ -53,6 +53,12 @@ and keeps every greenlet, and so do we. The handlers here are registered with
    ``preexec_fn`` and execs. Restarting sysmon there could switch goroutines inside
    ``preexec_fn``, and nothing else it could reset is used before the exec.
 
+7. CPython 3.13 leaves ``_PyRuntime.main_tstate`` naming the dead main thread after a fork
+   from another thread, so no Python signal handler would ever run in that child (preemption
+   and Ctrl-C included; measured on 3.13.0 without preempt too). The child handler points it at
+   the forking thread, which CPython made the main thread (``pe_py_after_fork_child``), for
+   every ``os.fork()`` after preempt is imported.
+
 What a user gets: a child that is a working copy of the parent's program. A child that should
 do one job and end calls ``os._exit()`` when done (the usual rule after fork), or returns from
 main, after which ``run()`` kills the child's copies of the other goroutines as usual (their
@@ -120,8 +126,9 @@ def _after_in_parent() -> None:
 
 
 def _after_in_child() -> None:
-    """Child, on its only thread, right after fork(): rules 1-6."""
+    """Child, on its only thread, right after fork(): rules 1-7."""
     _release()
+    _repair_main_tstate()
     s = _park.sched
     if s is None or _for_preexec(sys._getframe(1)):
         return
@@ -129,6 +136,16 @@ def _after_in_child() -> None:
         _go_on(s)
     else:
         _drop(s)
+
+
+def _repair_main_tstate() -> None:
+    """Rule 7 (pe_py_after_fork_child): whether or not run() is running."""
+    try:
+        from .. import _corelib
+
+        _corelib.core()[1].pe_py_after_fork_child()
+    except Exception:          # no core (another platform): nothing to repair
+        pass
 
 
 def _for_preexec(caller: Any) -> bool:
