@@ -25,7 +25,6 @@ Installed by the C monitor (``_csysmon.CoreMonitor``) for the duration of ``run(
 from __future__ import annotations
 
 import sys
-import time
 from collections import deque
 from typing import Any, Deque
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 import sys
 import threading
 import traceback
