@@ -44,10 +44,12 @@
  * CPython's tripped word wherever the signal landed, but the Python handler runs only at a
  * bytecode on the M: not while the goroutine is inside a long native call, nor while the hub
  * sleeps in epoll if the signal went to another thread. When the word stays set for a grace
- * period while no request of ours is outstanding, sysmon asks for an async preemption and
- * signals the M (backing off like the requests): the trampoline takes the GIL and the handler
- * runs in the runtime's hook; elsewhere the signal makes a blocking call return EINTR and
- * CPython runs the handler. Ctrl-C thus reaches a program whose goroutines loop in native code.
+ * period while no request of ours is outstanding, sysmon first pokes eval_breaker on 3.10-3.12
+ * (the M may be running bytecode whose breaker was recomputed to 0, as with requests; that also
+ * settles a trip of ours that landed after the hook acked); if it is still set a grace later,
+ * sysmon asks for an async preemption and signals the M (backing off like the requests): the
+ * trampoline takes the GIL and the handler runs in the runtime's hook; elsewhere the signal
+ * makes a blocking call return EINTR and CPython runs the handler. Ctrl-C thus reaches a program whose goroutines loop in native code.
  *
  * sysmon blocks every signal (so SIGINT and friends go to the M) and sets its timer slack to
  * 1 ns so its sleeps end when asked. It sleeps on a futex (kick) so the M can wake it when it
@@ -221,6 +223,7 @@ static void *pe_sysmon_main(void *arg)
     int64_t sig_seen = 0;            /* when a tripped, unrun Python handler was first seen */
     int64_t sig_next = 0, sig_backoff = PE_SIG_GRACE_NS;
     int sig_claimed = 0;             /* we asked for an async preemption for that handler */
+    int sig_poked = 0;               /* we poked eval_breaker for it (3.10-3.12) */
 
     while (!atomic_load(&pe_sm_stop)) {
         int64_t now = pe_now_ns();
@@ -305,6 +308,16 @@ static void *pe_sysmon_main(void *arg)
                 sig_seen = now;
                 sig_next = now + PE_SIG_GRACE_NS;
                 sig_backoff = PE_SIG_GRACE_NS;
+                sig_poked = 0;
+            } else if (now >= sig_next && pe_sm_breaker && !sig_poked) {
+                /* 3.10-3.12: the M may be running bytecode after all, its breaker recomputed
+                 * to 0 under a trip of ours that came late or a signal that hit another
+                 * thread. A poke settles that; only what is still tripped a grace later
+                 * needs a signal. */
+                __atomic_store_n((int *)pe_sm_breaker, 1, __ATOMIC_RELAXED);
+                BUMP(n_repokes);
+                sig_poked = 1;
+                sig_next = now + PE_SIG_GRACE_NS;
             } else if (now >= sig_next) {
                 pe_thread_t *m = pe_thread_lookup(pe_sm_m_slot, pe_sm_m_gen);
                 if (m && running && pe_thread_claim_preempt(m))
