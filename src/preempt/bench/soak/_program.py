@@ -65,15 +65,16 @@ def _on_usr2(st: _State) -> Any:
     return handler
 
 
-def _caught(st: _State, e: SoakSignal, where: str, waits: collections.Counter) -> None:
-    """Main caught the SIGUSR1 exception ``e`` during ``where``."""
+def _caught(st: _State, e: SoakSignal, where: str, waits: collections.Counter) -> int:
+    """Main caught the SIGUSR1 exception ``e`` during ``where``; returns its number, which main
+    acknowledges once it is back inside its ``try`` (see _main)."""
     seq = e.args[0]
     if seq in st.caught:
         st.caught_dup.append(seq)
         st.fail(f"SIGUSR1 exception #{seq} reached main twice")
     st.caught[seq] = time.perf_counter()
     waits[where] += 1
-    st.ack(seq)
+    return seq
 
 
 # --- 5. fork ------------------------------------------------------------------------------------
@@ -197,9 +198,17 @@ def _main(st: _State, kern: Any, expect: Dict[int, int]) -> Dict[str, Any]:
     waits: collections.Counter = collections.Counter()     # main's waits interrupted, by kind
     tried: collections.Counter = collections.Counter()
     kinds = ("sleep", "Event.wait", "select", "join", "gosched", "own code")
+    to_ack = None
     while True:
-        kind = "own code"
         try:
+            kind = "own code"
+            if to_ack is not None:
+                # Acknowledged only here, inside the try: the sender's next signal can then only
+                # land where main catches it. (Acknowledged in the except clause, it could land
+                # after it — main preempted there, say — and escape the loop, as it would in
+                # any Python program that catches a handler's exception in part of its loop.)
+                st.ack(to_ack)
+                to_ack = None
             if st.in_child:                    # main's copy in a fork child: keep out of the way
                 preempt.sleep(3600)
                 continue
@@ -237,7 +246,7 @@ def _main(st: _State, kern: Any, expect: Dict[int, int]) -> Dict[str, Any]:
                 preempt.gosched()
             kind = "own code"
         except SoakSignal as e:
-            _caught(st, e, kind, waits)
+            to_ack = _caught(st, e, kind, waits)
     # Signals are over; a lost one that turns up now is counted, not raised.
     signal.signal(signal.SIGUSR1, lambda *_: st.late_usr1.append(st.pending_seq))
     wall_soak = time.monotonic() - t0
