@@ -26,17 +26,21 @@ except Exception:  # pragma: no cover
 
 # preempt._gstack: small per-goroutine frame stacks on CPython 3.11+ (csrc/pe_gstack.c). A plain
 # C-API extension, not cffi: it must be a callable that runs before any Python frame exists in a
-# new greenlet. Optional at run time: without it goroutines use CPython's own chunks.
+# new greenlet. Optional at build time (optional=True: a CPython whose layout it does not know
+# still installs) and at run time: without it goroutines use CPython's own chunks.
 _san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
         "-fno-sanitize-recover=undefined"] if os.environ.get("PREEMPT_SANITIZE") else []
+# Warnings are errors in our own builds (scripts/test and CI set PREEMPT_WERROR=1), never in a
+# user's `pip install`: a new compiler's or CPython's new warning must not break an install.
+_werror = ["-Werror"] if os.environ.get("PREEMPT_WERROR") else []
 _gstack = Extension("preempt._gstack", ["csrc/pe_gstack.c"],
-                    extra_compile_args=["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-std=gnu11"] + _san,
-                    extra_link_args=_san[:1])
+                    extra_compile_args=["-O2", "-g", "-Wall", "-Wextra", "-std=gnu11"] + _werror + _san,
+                    extra_link_args=_san[:1], optional=True)
 
 # preempt._hot: the channel hand-off path in C (csrc/pe_hot.c); optional like _gstack.
 _hot = Extension("preempt._hot", ["csrc/pe_hot.c"],
-                 extra_compile_args=["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-std=gnu11"] + _san,
-                 extra_link_args=_san[:1])
+                 extra_compile_args=["-O2", "-g", "-Wall", "-Wextra", "-std=gnu11"] + _werror + _san,
+                 extra_link_args=_san[:1], optional=True)
 
 setup(cffi_modules=["csrc/build_ffi.py:ffibuilder", "csrc/build_kernels.py:ffibuilder"] if _native else [],
       ext_modules=[_gstack, _hot] if _native else [])

@@ -41,10 +41,14 @@ def compile_args() -> list:
         "-g",
         "-Wall",
         "-Wextra",
-        "-Werror",
+        # a pointer truncated by an implicit declaration is a bug, never a warning
         "-Werror=implicit-function-declaration",
         "-fno-strict-aliasing",
     ]
+    if os.environ.get("PREEMPT_NO_PRIVATE_LAYOUT"):   # test the newer-CPython fallback
+        args.append("-DPE_NO_PRIVATE_LAYOUT")
+    if os.environ.get("PREEMPT_WERROR"):       # scripts/test and CI; not a user's pip install
+        args.append("-Werror")
     if os.environ.get("PREEMPT_SANITIZE"):
         args += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
     return args

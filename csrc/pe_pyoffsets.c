@@ -34,7 +34,15 @@
 
 #include <stddef.h>
 
-#if defined(__has_include)
+/* The private layouts below are used only for the CPython versions they were tested on
+ * (PE_NEWEST_TESTED_HEX and older). On a newer CPython the internal headers may have moved or
+ * renamed any of these fields: the core then compiles without them — no eval_breaker poke, no
+ * GIL word, no tripped-signal word, no main_tstate repair — and sysmon falls back to what needs
+ * no private layout (PyErr_SetInterruptEx and signals). preempt.available() says so.
+ * PREEMPT_NO_PRIVATE_LAYOUT=1 at build time forces that fallback (to test it). */
+#define PE_NEWEST_TESTED_HEX 0x030DFFFF  /* 3.13.x */
+
+#if defined(__has_include) && PY_VERSION_HEX <= PE_NEWEST_TESTED_HEX && !defined(PE_NO_PRIVATE_LAYOUT)
 #if __has_include(<internal/pycore_interp.h>)
 #include <internal/pycore_interp.h>
 #include <internal/pycore_runtime.h>
@@ -114,6 +122,17 @@ int pe_py_after_fork_child(void)
     if (_PyRuntime.main_tstate == ts)
         return 0;
     _PyRuntime.main_tstate = ts;
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* 1 when this build uses CPython's private layouts (a tested version), 0 when it fell back.
+ * Any thread. */
+int pe_py_private_layout(void)
+{
+#ifdef PE_HAVE_INTERNALS
     return 1;
 #else
     return 0;

@@ -166,6 +166,9 @@ int pe_sysmon_poke_mode(void);
  * it stale (3.13, after a fork from a non-main thread: pe_pyoffsets.c). The child's only
  * thread. 1: repaired, 0: nothing to repair, -1: not the main thread. */
 int pe_py_after_fork_child(void);
+/* 1 when the core uses CPython's private layouts (a tested CPython), 0 when it was built
+ * without them (a newer CPython, or PREEMPT_NO_PRIVATE_LAYOUT=1): pe_pyoffsets.c. */
+int pe_py_private_layout(void);
 
 /* CDEF END */
 

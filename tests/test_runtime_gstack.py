@@ -242,3 +242,29 @@ except ValueError as e:
     print("error:", e)
 """)
     assert "PREEMPT_GSTACK_BYTES=12: want 0 (off) or 512..65536 bytes" in out, out
+
+
+def test_untested_greenlet_turns_the_frame_stacks_off_with_a_clear_warning(child):
+    """The frame stacks rely on greenlet internals: outside the tested range they are off, a
+    RuntimeWarning says why, and goroutines still run (on CPython's own frame chunks)."""
+    out = child("""
+        import warnings
+        import greenlet
+        greenlet.__version__ = "4.2.0"          # a greenlet preempt was not tested with
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            import preempt
+            from preempt._runtime import _sched
+        msgs = [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)]
+        assert any("greenlet 4.2.0" in m and "frame stacks" in m for m in msgs), msgs
+        assert _sched._worker_run is _sched._worker_main
+        assert preempt.run(lambda: preempt.go(sum, [1, 2, 3]).join()) == 6
+        print("OK")
+    """)
+    assert out.strip() == "OK", out
+
+
+def test_installed_greenlet_is_in_the_tested_range():
+    from preempt._runtime import _sched
+
+    assert _sched.GSTACK_OFF is None, _sched.GSTACK_OFF

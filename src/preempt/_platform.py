@@ -12,14 +12,40 @@ def available() -> Tuple[bool, str]:
 
     Returns:
         ``(True, "")`` when the C core is loaded, its SIGURG handler is installed and the CPU
-        state can be saved; otherwise ``(False, reason)``, the reason being one sentence a
+        state can be saved — ``(True, note)`` when that holds but the core does without
+        CPython's private layouts (a CPython newer than the newest tested one, whose internals
+        it does not trust); otherwise ``(False, reason)``, the reason being one sentence a
         user can act on (wrong platform, PyPy, free-threaded build, CET shadow stacks, a user
         SIGURG handler that replaced ours, ...).
 
     Without it, preempt still imports and the goroutine runtime still works cooperatively.
     """
     reason = _reason()
-    return (reason is None, reason or "")
+    if reason is None:
+        return (True, _layout_note())
+    return (False, reason)
+
+
+# The newest CPython whose private layouts the core was tested with (csrc/pe_pyoffsets.c).
+NEWEST_TESTED = (3, 13)
+
+
+def _layout_note() -> str:
+    """"" on a tested CPython; else a note that preemption runs without the private layouts."""
+    _, lib = _corelib.core()
+    if lib.pe_py_private_layout():
+        return ""
+    import sys
+
+    v = "%d.%d" % sys.version_info[:2]
+    newer = sys.version_info[:2] > NEWEST_TESTED
+    why = (f"CPython {v} is newer than the newest version preempt was tested with "
+           f"({NEWEST_TESTED[0]}.{NEWEST_TESTED[1]})" if newer else
+           "the C core was built without CPython's private layouts (PREEMPT_NO_PRIVATE_LAYOUT)")
+    return (f"preemption works, but {why}: it does without CPython's private interpreter "
+            "layout — sysmon does not poke the eval breaker or watch the GIL and tripped "
+            "signals, and signals the M instead (higher preemption latency, Ctrl-C under long "
+            "native calls waits for the call)")
 
 
 def _reason() -> Optional[str]:

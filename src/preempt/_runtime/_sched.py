@@ -381,12 +381,42 @@ def _g_done(s: Scheduler, g: Goroutine) -> None:
         g.reporter = ExcReporter(g, _report_unjoined)
 
 
-try:   # small frame stacks (csrc/pe_gstack.c): a worker greenlet's first call sets one up
-    from .. import _gstack
+# The small frame stacks rely on how greenlet saves, restores and frees a greenlet's frame
+# chunks (csrc/pe_gstack.c). Tested with greenlet 3.x; outside that range they are off.
+GREENLET_TESTED = ((3, 0), (4, 0))      # [low, high)
 
-    _worker_run: Callable = functools.partial(_gstack.call, _worker_main)
-except ImportError:            # pure-Python install: CPython's own 16 KiB chunks
-    _worker_run = _worker_main
+
+def _gstack_off_reason() -> Optional[str]:
+    """None when the frame stacks may be used with the installed greenlet, else why not."""
+    import greenlet as _greenlet
+
+    v = getattr(_greenlet, "__version__", "0")
+    try:
+        key = tuple(int(x) for x in v.split(".")[:2])
+    except ValueError:
+        key = (0, 0)
+    lo, hi = GREENLET_TESTED
+    if not lo <= key < hi:
+        return (f"greenlet {v} is outside the range preempt's small frame stacks were tested with "
+                f"({lo[0]}.{lo[1]} to below {hi[0]}.{hi[1]}): they are off, and goroutines use "
+                "CPython's own 16 KiB frame chunks (more memory per goroutine, same behaviour); "
+                "install a tested greenlet to turn them back on")
+    return None
+
+
+_worker_run: Callable = _worker_main   # pure-Python install: CPython's own 16 KiB chunks
+GSTACK_OFF = _gstack_off_reason()
+if GSTACK_OFF is not None:
+    import warnings
+
+    warnings.warn(GSTACK_OFF, RuntimeWarning, stacklevel=2)
+else:
+    try:   # small frame stacks: a worker greenlet's first call sets one up
+        from .. import _gstack
+
+        _worker_run = functools.partial(_gstack.call, _worker_main)
+    except ImportError:
+        pass
 
 _preempt.register_bottom_code(_worker_main.__code__)   # the G's own frames start above it
 
