@@ -24,7 +24,12 @@
  *     its small chunk does not pay an mmap/munmap pair per call.
  *
  * Everything here runs with the GIL held, on whichever thread runs the greenlet; the GIL
- * serialises the free list. Free-threaded builds and CPython < 3.11 get a plain call.
+ * serialises the free list. Free-threaded builds and CPython < 3.11 get a plain call, and so
+ * does a CPython newer than the newest one tested (3.14): the chunk header and the three
+ * thread-state fields are CPython's own layout. 3.14 added tstate->datastack_cached_chunk, a
+ * one-chunk cache of popped chunks; it only ever holds a chunk that was pushed on top of
+ * another, never a root chunk like ours, so it changes who frees a spill chunk, not what
+ * happens to ours.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -33,7 +38,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030F0000 && !defined(Py_GIL_DISABLED)
 #define PE_GS_ENABLED 1
 #else
 #define PE_GS_ENABLED 0

@@ -40,7 +40,7 @@
  * GIL word, no tripped-signal word, no main_tstate repair — and sysmon falls back to what needs
  * no private layout (PyErr_SetInterruptEx and signals). preempt.available() says so.
  * PREEMPT_NO_PRIVATE_LAYOUT=1 at build time forces that fallback (to test it). */
-#define PE_NEWEST_TESTED_HEX 0x030DFFFF  /* 3.13.x */
+#define PE_NEWEST_TESTED_HEX 0x030EFFFF  /* 3.14.x */
 
 #if defined(__has_include) && PY_VERSION_HEX <= PE_NEWEST_TESTED_HEX && !defined(PE_NO_PRIVATE_LAYOUT)
 #if __has_include(<internal/pycore_interp.h>)
@@ -55,13 +55,18 @@
 
 #include "pe_internal.h"
 
+/* Set by pe_py_check_layout when what the layouts point at does not look like what they
+ * should: every accessor below then returns NULL (the fallback of an untested CPython). Written
+ * once, at import, before sysmon starts; read by sysmon's start. */
+static int pe_layout_distrusted;
+
 /* Address of the main interpreter's eval_breaker word, or NULL where no poke is needed or
  * possible. Any thread (reads an immutable pointer). */
 PE_HIDDEN void *pe_py_eval_breaker_addr(void)
 {
 #ifdef PE_HAVE_EVAL_BREAKER_OFFSET
     PyInterpreterState *interp = PyInterpreterState_Main();
-    if (!interp)
+    if (!interp || pe_layout_distrusted)
         return NULL;
     return (char *)interp + offsetof(PyInterpreterState, ceval.eval_breaker);
 #else
@@ -74,6 +79,8 @@ PE_HIDDEN void *pe_py_eval_breaker_addr(void)
 PE_HIDDEN const int *pe_py_gil_locked_addr(void)
 {
 #ifdef PE_HAVE_INTERNALS
+    if (pe_layout_distrusted)
+        return NULL;
 #if PY_VERSION_HEX >= 0x030C0000
     PyInterpreterState *interp = PyInterpreterState_Main();
     if (!interp || !interp->ceval.gil)
@@ -92,6 +99,8 @@ PE_HIDDEN const int *pe_py_gil_locked_addr(void)
 PE_HIDDEN const int *pe_py_signals_tripped_addr(void)
 {
 #ifdef PE_HAVE_INTERNALS
+    if (pe_layout_distrusted)
+        return NULL;
 #if PY_VERSION_HEX >= 0x030C0000
     return (const int *)&_PyRuntime.signals.is_tripped;
 #else
@@ -117,6 +126,8 @@ int pe_py_after_fork_child(void)
 #if defined(PE_HAVE_INTERNALS) && PY_VERSION_HEX >= 0x030D0000
     /* cffi releases the GIL around the call: the thread's state, attached or not */
     PyThreadState *ts = PyGILState_GetThisThreadState();
+    if (pe_layout_distrusted)
+        return 0;
     if (!ts || _PyRuntime.main_thread != PyThread_get_thread_ident())
         return -1;
     if (_PyRuntime.main_tstate == ts)
@@ -128,12 +139,68 @@ int pe_py_after_fork_child(void)
 #endif
 }
 
-/* 1 when this build uses CPython's private layouts (a tested version), 0 when it fell back.
- * Any thread. */
+/* Checks, once, that the private fields this build compiled in hold what they should — a
+ * second line of defence behind the version gate, against a patched or differently configured
+ * interpreter whose headers and binary disagree. Called at import from Python (cffi released
+ * the GIL; this takes it back). main_ident is threading.main_thread().ident.
+ *
+ *   PE_LAYOUT_GIL      the GIL's locked word is 1 and its last_holder is this thread's state,
+ *                      read while this thread holds it (take_gil stores both);
+ *   PE_LAYOUT_TRIPPED  the "signal tripped" word is 0 or 1;
+ *   PE_LAYOUT_BREAKER  3.10-3.12: the interpreter's eval_breaker word is 0 or 1;
+ *   PE_LAYOUT_MAIN     _PyRuntime.main_thread is main_ident: a check of _PyRuntime's layout,
+ *                      where the tripped word lives and, right after main_thread, the
+ *                      main_tstate that pe_py_after_fork_child repairs. (main_tstate itself is
+ *                      not compared: in a child forked from another thread it is stale until
+ *                      that repair, which must not be what disables the repair.)
+ *
+ * Returns the mask of the checks that failed (0: all passed, or nothing was compiled in); on
+ * any failure the accessors above return NULL from then on. Python thread with a thread state. */
+int pe_py_check_layout(unsigned long main_ident)
+{
+    int bad = 0;
+#ifdef PE_HAVE_INTERNALS
+    PyGILState_STATE st = PyGILState_Ensure();
+    PyThreadState *ts = PyThreadState_Get();
+#if PY_VERSION_HEX >= 0x030C0000
+    PyInterpreterState *interp = PyInterpreterState_Main();
+    struct _gil_runtime_state *gil = interp ? interp->ceval.gil : NULL;
+#else
+    struct _gil_runtime_state *gil = &_PyRuntime.ceval.gil;
+#endif
+    /* last_holder is a plain pointer (3.13+) or an _Py_atomic_address (3.10-3.12) whose only
+     * member is the pointer-sized value: the same load serves both */
+    if (gil == NULL || *(const volatile int *)&gil->locked != 1 ||
+        *(void *const volatile *)&gil->last_holder != (void *)ts)
+        bad |= PE_LAYOUT_GIL;
+    const int *tripped = pe_py_signals_tripped_addr();
+    int t = tripped ? __atomic_load_n(tripped, __ATOMIC_RELAXED) : 0;
+    if (t != 0 && t != 1)
+        bad |= PE_LAYOUT_TRIPPED;
+#ifdef PE_HAVE_EVAL_BREAKER_OFFSET
+    const int *breaker = (const int *)pe_py_eval_breaker_addr();
+    int b = breaker ? __atomic_load_n(breaker, __ATOMIC_RELAXED) : 0;
+    if (b != 0 && b != 1)
+        bad |= PE_LAYOUT_BREAKER;
+#endif
+    if (_PyRuntime.main_thread != main_ident)
+        bad |= PE_LAYOUT_MAIN;
+    PyGILState_Release(st);
+    if (bad)
+        pe_layout_distrusted = 1;
+#else
+    (void)main_ident;
+#endif
+    return bad;
+}
+
+/* 1 when this build uses CPython's private layouts (a tested CPython), 0 when it was built
+ * without them, -1 when it was built with them but pe_py_check_layout found them wrong (they
+ * are not used). Any thread. */
 int pe_py_private_layout(void)
 {
 #ifdef PE_HAVE_INTERNALS
-    return 1;
+    return pe_layout_distrusted ? -1 : 1;
 #else
     return 0;
 #endif

@@ -167,8 +167,16 @@ int pe_sysmon_poke_mode(void);
  * thread. 1: repaired, 0: nothing to repair, -1: not the main thread. */
 int pe_py_after_fork_child(void);
 /* 1 when the core uses CPython's private layouts (a tested CPython), 0 when it was built
- * without them (a newer CPython, or PREEMPT_NO_PRIVATE_LAYOUT=1): pe_pyoffsets.c. */
+ * without them (a newer CPython, or PREEMPT_NO_PRIVATE_LAYOUT=1), -1 when pe_py_check_layout
+ * found them wrong and they are not used: pe_pyoffsets.c. */
 int pe_py_private_layout(void);
+/* Checks the private fields against what they must hold now (import time, before sysmon
+ * starts; takes the GIL). Returns the mask of failed checks, 0 when all passed. */
+#define PE_LAYOUT_GIL 1
+#define PE_LAYOUT_TRIPPED 2
+#define PE_LAYOUT_BREAKER 4
+#define PE_LAYOUT_MAIN 8
+int pe_py_check_layout(unsigned long main_ident);
 
 /* CDEF END */
 

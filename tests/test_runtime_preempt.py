@@ -16,7 +16,11 @@ import time
 
 import pytest
 
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+import preempt
+
+# Children import the preempt this process imported (installed, or src/ with in-place builds),
+# never a bare src/ without the C core: that would quietly test the pure-Python path.
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(preempt.__file__)))
 pytestmark = pytest.mark.timeout(120)
 
 

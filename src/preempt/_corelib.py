@@ -9,12 +9,15 @@ from __future__ import annotations
 import platform
 import sys
 import sysconfig
+import threading
 from typing import Any, Optional, Tuple
 
 _ffi: Any = None
 _lib: Any = None
 _reason: Optional[str] = None
 _loaded = False
+# pe_py_check_layout's mask of private-layout checks that failed at load (0: none)
+layout_failures = 0
 
 
 def _platform_reason() -> Optional[str]:
@@ -44,6 +47,9 @@ def _load() -> None:
         _reason = "the C core failed to start: " + _string(_core.ffi, _core.lib.pe_unavailable_reason())
         return
     _ffi, _lib = _core.ffi, _core.lib
+    global layout_failures
+    # the private-layout fields must hold what they should, or sysmon does without them
+    layout_failures = _lib.pe_py_check_layout(threading.main_thread().ident or 0)
 
 
 def _string(ffi: Any, p: Any) -> str:

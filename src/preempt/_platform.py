@@ -27,25 +27,41 @@ def available() -> Tuple[bool, str]:
 
 
 # The newest CPython whose private layouts the core was tested with (csrc/pe_pyoffsets.c).
-NEWEST_TESTED = (3, 13)
+NEWEST_TESTED = (3, 14)
 
 
 def _layout_note() -> str:
     """"" on a tested CPython; else a note that preemption runs without the private layouts."""
     _, lib = _corelib.core()
-    if lib.pe_py_private_layout():
+    state = lib.pe_py_private_layout()
+    if state == 1:
         return ""
     import sys
 
     v = "%d.%d" % sys.version_info[:2]
     newer = sys.version_info[:2] > NEWEST_TESTED
-    why = (f"CPython {v} is newer than the newest version preempt was tested with "
-           f"({NEWEST_TESTED[0]}.{NEWEST_TESTED[1]})" if newer else
-           "the C core was built without CPython's private layouts (PREEMPT_NO_PRIVATE_LAYOUT)")
+    if state < 0:
+        why = (f"CPython {v}'s private interpreter fields did not hold what they should at "
+               f"import ({_failed_checks(lib, _corelib.layout_failures)}: a patched or "
+               "differently configured build?)")
+    elif newer:
+        why = (f"CPython {v} is newer than the newest version preempt was tested with "
+               f"({NEWEST_TESTED[0]}.{NEWEST_TESTED[1]})")
+    else:
+        why = "the C core was built without CPython's private layouts (PREEMPT_NO_PRIVATE_LAYOUT)"
     return (f"preemption works, but {why}: it does without CPython's private interpreter "
             "layout — sysmon does not poke the eval breaker or watch the GIL and tripped "
             "signals, and signals the M instead (higher preemption latency, Ctrl-C under long "
             "native calls waits for the call)")
+
+
+def _failed_checks(lib: object, mask: int) -> str:
+    """The names of the layout checks in mask (pe_py_check_layout)."""
+    names = [("the GIL word", "PE_LAYOUT_GIL"), ("the tripped-signal word", "PE_LAYOUT_TRIPPED"),
+             ("the eval-breaker word", "PE_LAYOUT_BREAKER"), ("the main thread's state",
+                                                             "PE_LAYOUT_MAIN")]
+    bad = [n for n, c in names if mask & getattr(lib, c)]
+    return "check failed: " + ", ".join(bad) if bad else "check failed"
 
 
 def _reason() -> Optional[str]:
