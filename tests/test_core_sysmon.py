@@ -39,7 +39,10 @@ n = len(calls)
 # (3.10-3.12) or the direct trip (3.13+): with escalation 5 s away, no signal could help
 assert 20 <= n <= 400, n
 assert all(r == lib.PE_REASON_SLICE for _, _, r in calls)
-assert sh.n_signals == 0, (sh.n_signals, n)
+# No signal for a request. (A kick for a tripped-but-unrun handler may come when the M is off
+# the CPU for over 1 ms on a loaded machine, just as a re-trip lands after the hook's ack: that
+# is the handler watch, not the request path, and is counted apart.)
+assert sh.n_signals <= sh.n_signal_kicks, (sh.n_signals, sh.n_signal_kicks, n)
 print("OK", n, sh.n_signals, lib.pe_sysmon_poke_mode(), sorted(l for _, l, _ in calls)[n // 2] // 1000, "us p50")
 """
 
