@@ -39,6 +39,7 @@ The C monitor will drive exactly this: install ``_preempt_hook`` as the Python h
 
 from __future__ import annotations
 
+import dis
 import sys
 from types import CodeType, FrameType
 from typing import Any, Dict, List, Optional
@@ -46,6 +47,10 @@ from typing import Any, Dict, List, Optional
 from greenlet import getcurrent
 
 from . import _park
+
+# The interpreter's own settrace/gettrace: _trace.py wraps the sys ones while run() runs.
+_orig_settrace = sys.settrace
+_orig_gettrace = sys.gettrace
 
 try:
     from _imp import lock_held as _import_lock_held
@@ -191,7 +196,12 @@ def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None) -> None:
     s.consumed_seq = seq
     mon.ack(seq)
     g.preempt_pending = False
-    _park.yield_preempted(s, g)
+    try:
+        _park.yield_preempted(s, g)
+    except BaseException as e:       # an interrupt for the G (Cancelled, GreenletExit, ...)
+        if raise_later(frame, e):
+            return
+        raise
 
 
 def _yield_for_hub(s: Any, frame: Optional[FrameType]) -> None:
@@ -203,9 +213,58 @@ def _yield_for_hub(s: Any, frame: Optional[FrameType]) -> None:
     if frame is None:
         frame = sys._getframe(2)
     if may_yield(g, frame):
-        _park.yield_preempted(s, g)
+        try:
+            _park.yield_preempted(s, g)
+        except BaseException as e:
+            if raise_later(frame, e):
+                return
+            raise
     else:
         g.preempt_pending = True                    # honoured when no_preempt() is left
+
+
+# CPython 3.11 and 3.12 (gh-108214): an exception raised by a signal handler at a loop's
+# back-edge (JUMP_BACKWARD checks the eval breaker after it has jumped) is looked up in the
+# exception table at the instruction *before* the loop's head. When that one is outside the
+# try block — `try: while True: ...`, the shape of every cancellable computation — the
+# exception skips the block's except and finally clauses. Seen here on 3.11.7 and 3.12.1 with
+# a plain SIGALRM handler, no preempt involved; 3.10 and 3.13 are right.
+_BACKEDGE_BUG = (3, 11) <= sys.version_info[:2] <= (3, 12)
+_BACKEDGE_OPS = frozenset(dis.opmap[n] for n in ("JUMP_BACKWARD", "INSTRUMENTED_JUMP_BACKWARD")
+                          if n in dis.opmap)
+
+
+def raise_later(frame: Optional[FrameType], exc: BaseException) -> bool:
+    """Works around gh-108214: when the preemption hook must raise ``exc`` into ``frame`` at a
+    back-edge on 3.11/3.12, raises it from a one-shot opcode trace of that frame instead, at its
+    next instruction, where the exception table is looked up right. Returns True when it did
+    (the caller returns normally), False when the caller must raise now: another CPython, not
+    at a back-edge, or a trace function is set (a debugger: an exception from a trace function
+    would turn its tracing off; the bug is left to bite instead). Python-level handler."""
+    if not _BACKEDGE_BUG or frame is None:
+        return False
+    lasti = frame.f_lasti
+    code = frame.f_code.co_code
+    if not 0 <= lasti < len(code) or code[lasti] not in _BACKEDGE_OPS:
+        return False
+    if _orig_gettrace() is not None:
+        return False
+
+    def trace_once(f: FrameType, event: str, arg: Any) -> Any:
+        f.f_trace = None
+        f.f_trace_opcodes = False
+        _orig_settrace(None)
+        raise exc
+
+    frame.f_trace = trace_once
+    frame.f_trace_opcodes = True
+    _orig_settrace(_no_trace)
+    return True
+
+
+def _no_trace(frame: FrameType, event: str, arg: Any) -> None:
+    """The global trace function while :func:`raise_later` waits: no other frame is traced."""
+    return None
 
 
 class no_preempt:

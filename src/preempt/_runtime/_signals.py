@@ -67,8 +67,15 @@ class Routed:
         except BaseException as e:
             s = _park.sched
             if s is None or not s.routing or _raise_here(s, frame):
+                if _preempt.raise_later(frame, e):     # CPython 3.11/3.12 back-edge bug
+                    return None
                 raise
-            route_to_main(s, e, frame)
+            try:
+                route_to_main(s, e, frame)
+            except BaseException as e2:   # main's own exception, raised where it was switched out
+                if _preempt.raise_later(frame, e2):
+                    return None
+                raise
             return None
 
     def __repr__(self) -> str:
