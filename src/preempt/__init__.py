@@ -31,6 +31,8 @@ from ._errors import (
     SuspendTimeout as SuspendTimeout,
     ThreadExited as ThreadExited,
     Unavailable as Unavailable,
+    Cancelled as Cancelled,
+    Timeout as Timeout,
 )
 from ._platform import available as available
 from .native import preemptible as preemptible
@@ -49,6 +51,8 @@ from .sync import WaitGroup as WaitGroup, Mutex as Mutex, Once as Once, Event as
 from .io import notify_closing as notify_closing
 from .io import wait_readable as wait_readable, wait_writable as wait_writable
 from .offload import blocking as blocking
+from ._runtime._cancel import timeout as timeout
+from .group import Group as Group
 # --- end of runtime exports ---
 
 from ._runtime import _hotpath as _hotpath

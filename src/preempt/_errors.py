@@ -3,7 +3,8 @@ fault it is (gevent's habit): Deadlock is the program's, ThreadExited the caller
 
 from __future__ import annotations
 
-__all__ = ["PreemptError", "Deadlock", "ChanClosed", "ThreadExited", "SuspendTimeout", "Unavailable"]
+__all__ = ["PreemptError", "Deadlock", "ChanClosed", "ThreadExited", "SuspendTimeout", "Unavailable",
+           "Cancelled", "Timeout"]
 
 
 class PreemptError(Exception):
@@ -28,3 +29,17 @@ class Deadlock(PreemptError):
 
 class ChanClosed(PreemptError):
     """Send on a closed channel, or receive from a closed and drained channel."""
+
+
+class Timeout(PreemptError, TimeoutError):
+    """A ``with preempt.timeout(seconds):`` block did not finish in time (raised out of it)."""
+
+
+class Cancelled(BaseException):
+    """Raised in a goroutine that was cancelled: ``Goroutine.cancel()``, or a cancel scope
+    (``preempt.timeout``, ``preempt.Group``) cancelling the block it runs.
+
+    A ``BaseException``, like asyncio's CancelledError and trio's Cancelled, so that ``except
+    Exception`` handlers do not swallow it. Let it propagate (after cleaning up); a goroutine
+    that returns normally after catching it is not counted as cancelled.
+    """

@@ -23,6 +23,7 @@ from typing import Any, List
 
 from . import _corelib
 from ._errors import PreemptError
+from ._runtime._cancel import check_cancelled_after_native
 
 __all__ = ["preemptible", "PreemptibleRegion"]
 
@@ -37,7 +38,9 @@ class PreemptibleRegion:
     at a time is inside the library, others park on a goroutine-aware lock (a goroutine preempted
     in the middle of non-reentrant code must not let another one in). Outside ``preempt.run()``
     (plain threads) the proxy calls straight through. Direct calls on the raw library object are
-    still preempted — the region is registered — but not serialised.
+    still preempted — the region is registered — but not serialised. A goroutine cancelled while
+    it was parked inside a proxied call raises ``Cancelled`` as soon as the call returns; after a
+    direct call, at its next checkpoint.
 
     Close it (or use ``with``) to unregister. Keeps the library object alive while open, so the
     code cannot be unloaded under a registration.
@@ -58,7 +61,7 @@ class PreemptibleRegion:
         if lib is None:
             raise ValueError(f"{self!r} is closed")
         fn = getattr(lib, attr)
-        if self.reentrant or not callable(fn):
+        if not callable(fn):
             return fn
         return _Serialised(self, fn)
 
@@ -115,14 +118,19 @@ class _Serialised:
         self.__name__ = getattr(fn, "__name__", "function")
 
     def __call__(self, *args: Any) -> Any:
-        mutex = self._region._lock_for_current()
+        region = self._region
+        mutex = None if region.reentrant else region._lock_for_current()
         if mutex is None:
-            return self._fn(*args)
-        mutex.lock()
-        try:
-            return self._fn(*args)
-        finally:
-            mutex.unlock()
+            r = self._fn(*args)
+        else:
+            mutex.lock()
+            try:
+                r = self._fn(*args)
+            finally:
+                mutex.unlock()
+        # a cancellation that came while the call was parked lands as the call returns
+        check_cancelled_after_native()
+        return r
 
     def __repr__(self) -> str:
         return f"<serialised {self._fn!r} of {self._region.name!r}>"

@@ -27,8 +27,8 @@ Invariants:
    retrieves the exception; a reporter still armed when the G is freed prints the exception
    (asyncio's "Task exception was never retrieved"). Gs that return normally get none.
 
-Interrupts (KeyboardInterrupt for main, GreenletExit when ``run()`` ends, an error escaping the
-hub) never undo a completed operation (trio's rule). A waiting G's wait is cancelled and the
+Interrupts (KeyboardInterrupt for main, GreenletExit when ``run()`` ends, ``Cancelled`` from
+``cancel()`` or a cancel scope, an error escaping the hub) never undo a completed operation (trio's rule). A waiting G's wait is cancelled and the
 exception raised where it waited (``wake_exc``). A G made runnable by a completed wait — a value
 handed to its ``recv``, its ``send`` taken, a lock granted — finishes that operation first: the
 exception is kept in ``pending_exc`` and raised at its next checkpoint (a blocking call,
@@ -43,8 +43,8 @@ from __future__ import annotations
 import itertools
 from typing import Any, Optional
 
-from .._errors import PreemptError
-from . import _park
+from .._errors import Cancelled, PreemptError
+from . import _cancel, _park
 from ._timeouts import TIMEOUT_MAX, check_timeout
 from ._waitq import WaitQ
 
@@ -76,7 +76,7 @@ class Goroutine:
     __slots__ = (
         "id", "name", "fn", "args", "kwargs", "glet", "state", "wait_reason", "blocker",
         "result", "exc", "joiners", "preemptible", "nopreempt", "preempt_pending",
-        "wake_exc", "pending_exc", "locals", "waiter", "reporter", "__weakref__",
+        "wake_exc", "pending_exc", "locals", "waiter", "reporter", "scopes", "__weakref__",
     )
 
     def __init__(self, fn: Any, args: tuple, kwargs: dict, name: Optional[str],
@@ -101,6 +101,7 @@ class Goroutine:
         self.locals: Optional[dict] = None
         self.waiter: Any = None          # cached Waiter for plain Chan send/recv (chan.py)
         self.reporter: Optional[ExcReporter] = None   # invariant 6: an unretrieved exception
+        self.scopes: Optional[list] = None   # the cancel scopes it is in, outermost first
 
     def __repr__(self) -> str:
         return f"<Goroutine {self.id} {self.name!r} {self.state}>"
@@ -108,6 +109,32 @@ class Goroutine:
     def done(self) -> bool:
         """Whether the goroutine has finished (returned, raised or been killed)."""
         return self.state is DEAD
+
+    def cancel(self, msg: Optional[str] = None) -> bool:
+        """Asks the goroutine to stop: :class:`preempt.Cancelled` is raised in it at its next
+        checkpoint — at once where it waits (any blocking call), at its next preemption
+        safe-point where it computes in Python (sysmon is asked at once), when the call returns
+        where it is inside a registered native call. A wait that was already completed (a value
+        handed over, a mutex granted) finishes first; nothing is lost. ``_runtime/_cancel.py``
+        has the rules.
+
+        Args:
+            msg: The exception's message (default: "goroutine N 'name' was cancelled").
+
+        Returns:
+            True if a cancellation was requested; False if the goroutine had finished (then
+            nothing happens).
+
+        Raises:
+            TypeError: ``msg`` is not None or a str.
+            PreemptError: Called from another OS thread than run()'s, or outside run().
+        """
+        return _cancel.cancel(self, msg)
+
+    def cancelled(self) -> bool:
+        """Whether the goroutine has finished because of a :class:`preempt.Cancelled` (it let
+        the exception out; ``join()`` raises it)."""
+        return self.state is DEAD and isinstance(self.exc, Cancelled)
 
     def describe_wait(self) -> str:
         """What the G waits on, in words (for deadlock messages and ``dump()``)."""

@@ -48,9 +48,10 @@ from typing import Any, Callable, Optional
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from .._errors import Deadlock, PreemptError
+from .._errors import Cancelled, Deadlock, PreemptError
 from . import _fork  # noqa: F401  (registers the at-fork handlers, once per process)
-from . import _hotpath, _park, _preempt, _signals, _sysmon, _trace
+from . import _cancel, _hotpath, _park, _preempt, _signals, _sysmon, _trace
+from ._cancel import outranks
 from ._g import DEAD, RUNNABLE, WAITING, Goroutine
 from ._netpoll import Poller
 from ._timers import add_timer, next_deadline, run_timers
@@ -201,12 +202,16 @@ class Scheduler:
         return "\n".join(lines)
 
     def interrupt(self, g: Goroutine, exc: BaseException) -> None:
-        """Makes g raise ``exc`` where it waits or was switched out. Hub / runtime code.
+        """Makes g raise ``exc`` where it waits or was switched out, or at its next checkpoint
+        (``_g.py``, ``_cancel.py``). Hub / runtime code.
 
-        Main parked inside a native call cannot raise before the call returns: it is abandoned
-        with ``exc`` as its exception, so run() ends now (module docstring).
+        Two interrupts that meet on one G before it runs keep the stronger
+        (``_cancel.outranks``). Main parked inside a native call cannot raise before the call
+        returns: for a signal's exception it is abandoned with ``exc``, so run() ends now
+        (module docstring); a cancellation waits for the call.
         """
-        if g in self.native and g is self.main and not isinstance(exc, GreenletExit):
+        if (g in self.native and g is self.main
+                and not isinstance(exc, (GreenletExit, Cancelled))):
             self.abandon(g, "parked inside a native call when it had to raise "
                             f"{type(exc).__name__}", exc)
             return
@@ -219,9 +224,9 @@ class Scheduler:
         elif g.state is RUNNABLE:
             if g.wait_reason is not None and g.wake_exc is None and g.glet is not None:
                 # its wait was completed (invariant 5 in _g.py): finish the operation first
-                if g.pending_exc is None or isinstance(exc, GreenletExit):
-                    g.pending_exc = exc
-                add_timer(self, _park.monotonic(), _noop, None)   # the hook raises it soon
+                self._keep(g, exc)
+                return
+            if g.wake_exc is not None and outranks(g.wake_exc, exc):
                 return
             g.wake_exc = exc
             if g.glet is not None:     # move it to the front: runnext
@@ -231,6 +236,15 @@ class Scheduler:
                     except ValueError:
                         pass
                     _park.ready(g, True)
+        elif g.state is not DEAD:      # running: it interrupted itself (cancel(), a handler)
+            self._keep(g, exc)
+
+    def _keep(self, g: Goroutine, exc: BaseException) -> None:
+        """Keeps exc for g's next checkpoint and asks sysmon for a preemption now (a timer
+        due now): a G that goes on computing raises it at its next safe-point."""
+        if g.pending_exc is None or outranks(exc, g.pending_exc):
+            g.pending_exc = exc
+        add_timer(self, _park.monotonic(), _noop, None)
 
     def _kill_leftovers(self) -> None:
         self.killing = True
@@ -371,11 +385,12 @@ def _g_done(s: Scheduler, g: Goroutine) -> None:
 
     A G that raised gets a reporter (``_g.py`` invariant 6): its exception is printed when the G
     is freed without a ``join()`` having retrieved it, not merely because nobody was joining it
-    at the moment it died. Gs that returned cost nothing more.
+    at the moment it died. Gs that returned cost nothing more, and so do cancelled ones (a
+    cancellation is asked for, not a failure: asyncio does not report cancelled tasks either).
     """
     del s.gs[g.id]
     g._finish()
-    if g.exc is not None and g is not s.main:
+    if g.exc is not None and g is not s.main and not isinstance(g.exc, Cancelled):
         from ._g import ExcReporter
 
         g.reporter = ExcReporter(g, _report_unjoined)
@@ -516,6 +531,7 @@ def run(main: Callable[..., Any], *args: Any, slice: Optional[float] = None,
         s.main = s.spawn(main, args, kwargs, "main", True)
         _signals.install(s)
         _trace.install()
+        _cancel.install()
         s.routing = True
         if s.slice > 0:
             s.monitor.start(s.slice)
@@ -526,6 +542,7 @@ def run(main: Callable[..., Any], *args: Any, slice: Optional[float] = None,
             s.monitor.stop()
             _signals.uninstall(s)
             _trace.uninstall()
+            _cancel.uninstall()
             s.abandon_leftovers()
     finally:
         _park.sched = None

@@ -4,7 +4,8 @@ Runs, in order (DESIGN.md §7): ticker lateness under 4 CPU-bound Python tasks; 
 native tasks (GIL released); preemption latency per path, from the runtime's own timestamps;
 a hog's throughput beside 1,000 sleeping goroutines; the overhead of preemption on the same work
 and the memory of 100,000 parked goroutines; thread suspension latency beside a bare signal;
-switch costs (with Go peers where ``go`` is installed). Prints one table per benchmark and
+switch costs (with Go peers where ``go`` is installed); cancellation latency beside asyncio's
+(``cancel.py``). Prints one table per benchmark and
 writes every sample and machine facts to ``<out>/results.json``.
 
     python -m preempt.bench            # default: ~1-2 minutes
@@ -33,7 +34,7 @@ from typing import Any, Dict, List
 
 from ._stats import percentiles, table
 
-BENCHES = ("ticker", "native", "latency", "sleepers", "overhead", "suspend", "switch")
+BENCHES = ("ticker", "native", "latency", "sleepers", "overhead", "suspend", "switch", "cancel")
 EXTRA = ("soak", "interrupt")   # run only when named in --only
 SOAK_SECONDS = {"quick": 3.0, "default": 60.0, "full": 300.0}
 
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
         print(f"preemption unavailable: {why}")
         return 1
     steps = {"ticker": 5, "native": 5, "latency": 0, "sleepers": 1, "overhead": 2, "suspend": 1, "switch": 1,
-             "soak": 1, "interrupt": 1}
+             "soak": 1, "interrupt": 1, "cancel": 1}
     prog = Progress(sum(steps[b] for b in only) or 1)
     results: Dict[str, Any] = {"machine": facts, "mode": "quick" if args.quick else "full" if args.full else "default"}
     tables: List[str] = []
@@ -214,6 +215,12 @@ def main(argv=None) -> int:
         results["switch"] = switch.measure(rounds, reps)
         results["switch"]["go"] = switch.measure_go(rounds, reps)
         tables.append(switch.report(results["switch"]))
+    if "cancel" in only:
+        from . import cancel
+
+        prog.step("cancellation latency")
+        results["cancel"] = cancel.measure(200 if args.quick else 2000, 5 if args.quick else 20)
+        tables.append(cancel.report(results["cancel"]))
     status = 0
     if "soak" in only:
         from . import soak
