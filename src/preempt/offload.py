@@ -154,7 +154,10 @@ def blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     exc = call.exc
     if exc is not None:
         call.exc = None
-        raise exc
+        try:
+            raise exc
+        finally:
+            exc = None          # no frame -> exception -> traceback -> frame cycle
     value = call.value
     call.value = None
     return value

@@ -2,7 +2,8 @@
 optional C fast paths (``csrc/pe_hot.c``, ``csrc/pe_gstack.c``) and the C monitor.
 
 Layering (trio's ``_core`` habit): this package is self-contained and private. The public modules
-(``preempt.chan``, ``preempt.sync``, ``preempt.time``, ``preempt.io``, ``preempt.offload``) build
+(``preempt.chan``, ``preempt.sync``, ``preempt.time``, ``preempt.io``, ``preempt.offload``,
+``preempt.group``) build
 on it; ``preempt/__init__.py`` re-exports their names.
 
 Files, one concept each:
@@ -13,6 +14,8 @@ Files, one concept each:
 - ``_sched.py``   the scheduler: run queue + ``runnext``, the hub greenlet, ``run()``/``go()``,
                   deadlock detection, killing (or abandoning) leftover Gs at the end.
 - ``_signals.py`` Python signal handlers routed to main (KeyboardInterrupt, SystemExit...).
+- ``_cancel.py``  cancellation: ``Goroutine.cancel()``, ``timeout()`` scopes, which interrupt
+                  wins; ``preempt/group.py`` builds ``Group`` on it.
 - ``_fork.py``    the at-fork handlers: the runtime goes on in a fork() child.
 - ``_trace.py``   trace functions set inside run() skip the runtime's frames.
 - ``_timeouts.py`` the one validation of every time-valued argument.

@@ -179,7 +179,10 @@ class Goroutine:
             if r is not None:              # retrieved: nothing to report (invariant 6)
                 self.reporter = None
                 r.exc = None
-            raise exc
+            try:
+                raise exc
+            finally:
+                exc = None          # no frame -> exception -> traceback -> frame cycle
         return self.result
 
     def _finish(self) -> None:

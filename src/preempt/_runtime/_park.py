@@ -127,14 +127,20 @@ def park_checked(s: Any, g: Any, reason: str, blocker: Any) -> None:
                 exc = g.wake_exc
                 if exc is not None:
                     g.wake_exc = None
-                    raise exc
+                    try:
+                        raise exc
+                    finally:
+                        exc = None          # no frame -> exception -> traceback -> frame cycle
                 return
     s.cur = None
     s.hub.switch()
     exc = g.wake_exc
     if exc is not None:
         g.wake_exc = None
-        raise exc
+        try:
+            raise exc
+        finally:
+            exc = None          # no frame -> exception -> traceback -> frame cycle
 
 
 def raise_pending(g: Any, blocker: Any = None) -> None:
@@ -144,7 +150,10 @@ def raise_pending(g: Any, blocker: Any = None) -> None:
     g.pending_exc = None
     if blocker is not None:
         blocker.cancel()
-    raise exc
+    try:
+        raise exc
+    finally:
+        exc = None          # no frame -> exception -> traceback -> frame cycle
 
 
 def ready(g: Any, next: bool = False) -> None:
@@ -181,7 +190,10 @@ def gosched() -> None:
     exc = g.wake_exc
     if exc is not None:
         g.wake_exc = None
-        raise exc
+        try:
+            raise exc
+        finally:
+            exc = None          # no frame -> exception -> traceback -> frame cycle
 
 
 def yield_preempted(s: Any, g: Any) -> None:
@@ -196,7 +208,10 @@ def yield_preempted(s: Any, g: Any) -> None:
     exc = g.wake_exc
     if exc is not None:
         g.wake_exc = None
-        raise exc
+        try:
+            raise exc
+        finally:
+            exc = None          # no frame -> exception -> traceback -> frame cycle
 
 
 def pick(s: Any) -> Optional[Any]:
