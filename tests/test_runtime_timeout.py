@@ -162,3 +162,23 @@ def test_cancel_of_the_goroutine_beats_its_timeout():
         return True
 
     assert _in_run(body)
+
+
+def test_huge_timeout_is_no_limit_and_a_close_under_it_wins():
+    def body():
+        with preempt.timeout(2**40) as t:         # above 2**31 s: no limit, no timer
+            preempt.sleep(0.001)
+        assert t.seconds is None and t.deadline is None
+        ch = preempt.Chan()
+
+        def closer():
+            preempt.sleep(0.002)
+            ch.close()
+
+        preempt.go(closer)
+        with preempt.timeout(5) as t2:            # the channel is closed under the wait
+            v, ok = ch.recv_ok()
+        assert (v, ok) == (None, False) and not t2.expired
+        return True
+
+    assert _in_run(body)
