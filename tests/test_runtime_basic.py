@@ -326,3 +326,26 @@ def test_deny_preemption_in_extends_the_deny_list():
         for code, kind in list(_preempt._kind.items()):     # drop cached verdicts only
             if kind in (_preempt._NEUTRAL, _preempt._DENIED):
                 del _preempt._kind[code]
+
+
+def test_the_worker_loop_itself_is_never_a_safe_point():
+    # Its back-edge runs between one G's end and the next G's start, outside the try that
+    # catches a G's exception: a Cancelled kept for the new G and raised there escaped run()
+    # (found by the soak's cancellation section). The G's own frames stay preemptible.
+    import sys
+
+    from preempt._runtime import _park, _preempt, _sched
+
+    def body():
+        g = _park.sched.cur
+        f = sys._getframe()
+        bottom = f
+        while bottom is not None and bottom.f_code is not _sched._worker_main.__code__:
+            bottom = bottom.f_back
+        assert bottom is not None, "no worker-loop frame under the goroutine"
+        return _preempt.may_yield(g, f), _preempt.may_yield(g, bottom)
+
+    def main():
+        return preempt.go(body).join()
+
+    assert preempt.run(main) == (True, False)

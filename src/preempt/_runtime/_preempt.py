@@ -22,7 +22,11 @@ The hook defers (Go's "not at a safe point"; DESIGN.md §2.2, §3 invariant 2) w
    ``importlib._bootstrap*`` (module code being imported runs under these frames; the module
    locks are per thread, so a second G would see a half-initialised module), ``logging`` and
    ``threading`` (their RLocks are per thread, so a second G would get in). Extend the list with
-   :func:`deny_preemption_in`.
+   :func:`deny_preemption_in`. The bottom frame itself (the worker loop, ``_sched._worker_main``)
+   is runtime code too when it is the interrupted frame: its loop's back-edge runs between one
+   G's end and the next G's start, outside the ``try`` that catches a G's exception, so an
+   interrupt raised there (a ``Cancelled`` kept for the new G) would kill the worker and
+   escape ``run()``. The soak benchmark found this.
 
 How a deferred request is honoured:
 
@@ -123,8 +127,11 @@ def _classify(frame: FrameType) -> int:
 
 
 def in_denied(frame: Optional[FrameType]) -> bool:
-    """Whether a frame from ``frame`` outward to the G's bottom is deny-listed (rule 6)."""
+    """Whether a frame from ``frame`` outward to the G's bottom is deny-listed (rule 6), or
+    ``frame`` is the bottom frame itself (the worker loop: runtime code, rule 6)."""
     f = frame
+    if f is not None and _classify(f) == _BOTTOM:
+        return True
     while f is not None:
         k = _classify(f)
         if k == _BOTTOM:
