@@ -70,3 +70,21 @@ def run_child(code: str, *args: str, timeout: float = 120, expect_rc: int = 0) -
 @pytest.fixture
 def child():
     return run_child
+
+
+@pytest.fixture
+def in_run():
+    """``in_run(fn)``: runs ``fn()`` as the main goroutine of a fresh ``preempt.run()`` and
+    returns what it returned."""
+    import preempt
+
+    def run(fn):
+        box = {}
+
+        def main():
+            box["r"] = fn()
+
+        preempt.run(main)
+        return box.get("r")
+
+    return run

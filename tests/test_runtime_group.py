@@ -18,17 +18,7 @@ else:
 pytestmark = pytest.mark.timeout(60)
 
 
-def _in_run(fn):
-    box = {}
-
-    def main():
-        box["r"] = fn()
-
-    preempt.run(main)
-    return box.get("r")
-
-
-def test_exit_waits_for_every_member():
+def test_exit_waits_for_every_member(in_run):
     def body():
         done = []
 
@@ -46,10 +36,10 @@ def test_exit_waits_for_every_member():
         assert [g.join() for g in gs] == [0, 10, 20] and grp.members == gs
         return True
 
-    assert _in_run(body)
+    assert in_run(body)
 
 
-def test_first_failure_cancels_members_and_body():
+def test_first_failure_cancels_members_and_body(in_run):
     def body():
         log = []
 
@@ -88,10 +78,10 @@ def test_first_failure_cancels_members_and_body():
             grp.go(print)
         return True
 
-    assert _in_run(body)
+    assert in_run(body)
 
 
-def test_body_failure_is_in_the_group_and_cancels_members():
+def test_body_failure_is_in_the_group_and_cancels_members(in_run):
     def body():
         with pytest.raises(ExceptionGroup) as ei:
             with preempt.Group() as grp:
@@ -102,10 +92,10 @@ def test_body_failure_is_in_the_group_and_cancels_members():
         assert m.cancelled()
         return True
 
-    assert _in_run(body)
+    assert in_run(body)
 
 
-def test_several_failures_all_reported_and_none_unretrieved(capfd):
+def test_several_failures_all_reported_and_none_unretrieved(capfd, in_run):
     def body():
         def fail(i):
             raise RuntimeError(f"f{i}")
@@ -119,11 +109,11 @@ def test_several_failures_all_reported_and_none_unretrieved(capfd):
         assert all(m.done() for m in grp.members)
         return True
 
-    assert _in_run(body)
+    assert in_run(body)
     assert "never retrieved" not in capfd.readouterr().err
 
 
-def test_member_base_exception_gives_a_base_exception_group():
+def test_member_base_exception_gives_a_base_exception_group(in_run):
     def body():
         def leave():
             raise SystemExit(3)
@@ -135,7 +125,7 @@ def test_member_base_exception_gives_a_base_exception_group():
         assert isinstance(ei.value.exceptions[0], SystemExit)
         return True
 
-    assert _in_run(body)
+    assert in_run(body)
 
 
 def test_cancelling_the_owner_cancels_the_group():
@@ -185,7 +175,7 @@ def test_owner_cancelled_while_the_exit_waits():
     preempt.run(main)
 
 
-def test_group_inside_timeout():
+def test_group_inside_timeout(in_run):
     def body():
         with pytest.raises(preempt.Timeout):
             with preempt.timeout(0.01):
@@ -195,10 +185,10 @@ def test_group_inside_timeout():
         assert m.cancelled() and h.cancelled()
         return True
 
-    assert _in_run(body)
+    assert in_run(body)
 
 
-def test_members_may_start_members_and_group_cancel():
+def test_members_may_start_members_and_group_cancel(in_run):
     def body():
         seen = []
 
@@ -215,10 +205,10 @@ def test_members_may_start_members_and_group_cancel():
         assert m.cancelled()
         return True
 
-    assert _in_run(body)
+    assert in_run(body)
 
 
-def test_group_misuse():
+def test_group_misuse(in_run):
     with pytest.raises(preempt.PreemptError, match="inside preempt.run"):
         with preempt.Group():
             pass
@@ -234,4 +224,37 @@ def test_group_misuse():
                 pass
         return True
 
-    assert _in_run(body)
+    assert in_run(body)
+
+
+def test_a_member_is_cancelled_once_so_its_cleanup_may_block(in_run):
+    # A failure cancels the members; then the owner's timeout interrupts the exit's wait, which
+    # cancels the group again. A member already in the cleanup its Cancelled started must not
+    # get a second one there.
+    def body():
+        log = []
+
+        def failer():
+            preempt.sleep(0.001)
+            raise ValueError("boom")
+
+        def cleaner():
+            try:
+                preempt.sleep(10)
+            except preempt.Cancelled:
+                log.append("cancelled")
+                preempt.sleep(0.03)          # blocking cleanup, past the owner's timeout
+                log.append("cleaned up")
+                raise
+
+        with pytest.raises(ExceptionGroup) as ei:
+            with preempt.timeout(0.01) as t:
+                with preempt.Group() as grp:
+                    grp.go(failer)
+                    c = grp.go(cleaner)
+        assert t.expired
+        assert [type(e) for e in ei.value.exceptions] == [ValueError]
+        assert log == ["cancelled", "cleaned up"] and c.cancelled()
+        return True
+
+    assert in_run(body)

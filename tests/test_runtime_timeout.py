@@ -13,17 +13,7 @@ import preempt
 pytestmark = pytest.mark.timeout(60)
 
 
-def _in_run(fn):
-    box = {}
-
-    def main():
-        box["r"] = fn()
-
-    preempt.run(main)
-    return box.get("r")
-
-
-def test_timeout_stops_a_cpu_bound_loop():
+def test_timeout_stops_a_cpu_bound_loop(in_run):
     def body():
         x = 0
         with pytest.raises(preempt.Timeout) as ei:
@@ -37,10 +27,10 @@ def test_timeout_stops_a_cpu_bound_loop():
         assert "0.02 s" in str(e)
         return True
 
-    assert _in_run(body)
+    assert in_run(body)
 
 
-def test_timeout_interrupts_a_wait_and_a_block_that_finishes_is_untouched():
+def test_timeout_interrupts_a_wait_and_a_block_that_finishes_is_untouched(in_run):
     def body():
         with pytest.raises(preempt.Timeout):
             with preempt.timeout(0.01):
@@ -51,10 +41,10 @@ def test_timeout_interrupts_a_wait_and_a_block_that_finishes_is_untouched():
         preempt.sleep(0.01)          # its timer is gone: nothing fires later
         return "ok"
 
-    assert _in_run(body) == "ok"
+    assert in_run(body) == "ok"
 
 
-def test_nested_timeouts_the_one_that_expired_fires():
+def test_nested_timeouts_the_one_that_expired_fires(in_run):
     def body():
         log = []
         with preempt.timeout(5) as outer:
@@ -75,10 +65,10 @@ def test_nested_timeouts_the_one_that_expired_fires():
         assert ei.value.__cause__.scope is outer2
         return log
 
-    assert _in_run(body) == [(True, False)]
+    assert in_run(body) == [(True, False)]
 
 
-def test_timeout_none_zero_and_argument_errors():
+def test_timeout_none_zero_and_argument_errors(in_run):
     with preempt.timeout(None) as t:         # no limit: works even outside run()
         pass
     assert t.deadline is None
@@ -109,7 +99,7 @@ def test_timeout_none_zero_and_argument_errors():
                 pass
         return True
 
-    assert _in_run(body)
+    assert in_run(body)
 
 
 def test_completed_wait_at_the_deadline_is_kept_and_nothing_fires_after_the_block():
@@ -147,7 +137,7 @@ def test_completed_wait_at_the_deadline_is_kept_and_nothing_fires_after_the_bloc
     assert log[0] == 7 and log[-2:] == [("expired", True), "after"], log
 
 
-def test_cancel_of_the_goroutine_beats_its_timeout():
+def test_cancel_of_the_goroutine_beats_its_timeout(in_run):
     def body():
         def victim():
             with preempt.timeout(0.01):
@@ -161,10 +151,10 @@ def test_cancel_of_the_goroutine_beats_its_timeout():
         assert not isinstance(ei.value, preempt.Timeout)
         return True
 
-    assert _in_run(body)
+    assert in_run(body)
 
 
-def test_huge_timeout_is_no_limit_and_a_close_under_it_wins():
+def test_huge_timeout_is_no_limit_and_a_close_under_it_wins(in_run):
     def body():
         with preempt.timeout(2**40) as t:         # above 2**31 s: no limit, no timer
             preempt.sleep(0.001)
@@ -181,4 +171,4 @@ def test_huge_timeout_is_no_limit_and_a_close_under_it_wins():
         assert (v, ok) == (None, False) and not t2.expired
         return True
 
-    assert _in_run(body)
+    assert in_run(body)

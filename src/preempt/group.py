@@ -114,10 +114,16 @@ class Group:
 
     def cancel(self) -> None:
         """Cancels every member still running (each gets ``Cancelled``); the exit still waits
-        for them. Not a failure: the block ends normally unless someone failed."""
+        for them. Not a failure: the block ends normally unless someone failed. A group cancels
+        its members once: calling this again, or a failure after it, cancels no member twice."""
         self._cancel_members()
 
     def _cancel_members(self) -> None:
+        """Cancels each running member once: a second cancellation would land in the cleanup
+        the first one started (``finally`` may block; ``_cancel.py``). Members started after
+        this are cancelled by :meth:`go`."""
+        if self.cancelled:
+            return
         self.cancelled = True
         cur = _park.sched.cur if _park.sched is not None else None
         for m in self.members:
