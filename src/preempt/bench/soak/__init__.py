@@ -20,8 +20,7 @@ What runs, side by side:
    ``Goroutine.join`` with random timeouts (a wait that returns False must have waited its
    timeout); ``preempt.sleep`` of random short durations (never early). Joins that time out
    *abandon* their goroutine; some of those wait for ever, and must be unwound when ``run()``
-   ends. (There is no ``g.cancel()``: timeouts, a closed quit channel and the end of ``run()``
-   are the cancellations that exist.)
+   ends (section 6 has the explicit cancellations).
 3. **Preemption**: pure-Python CPU-bound goroutines (synchronous preemption) and, where
    ``preempt.available()``, a registered native loop (``pek_spin``, asynchronous preemption),
    whose results must be bit-exact.
@@ -35,6 +34,10 @@ What runs, side by side:
    program, checks that ``sleep``, a channel round trip and a ``select`` timeout work in the
    inherited runtime (``_runtime/_fork.py``) and ends with ``os._exit``; the parent reaps it
    within ``FORK_DEADLINE`` or SIGKILLs it and counts a hang.
+6. **Cancellation** (``_cancels.py``): victims doing channel, select, Mutex and WaitGroup
+   operations under random ``preempt.timeout``s are cancelled at random and replaced; ``Group``
+   blocks end by a member's failure, an enclosing timeout, ``grp.cancel()`` and the owner's
+   cancellation; nested timeouts around loops and waits; spinning goroutines cancelled mid-loop.
 
 The books, checked after ``run()`` returned (any breach is a failure; the verdict is FAIL and the
 exit status 1 when there is one):
@@ -50,6 +53,11 @@ exit status 1 when there is one):
 5. Every fork child exited 0 within ``FORK_DEADLINE``; none was left behind.
 6. Every goroutine finished within ``DRAIN_DEADLINE`` of the end; every abandoned one that waits
    for ever was unwound (its ``finally`` ran) when ``run()`` ended; no goroutine raised.
+7. Cancellation: every value a cancel-lane send handed over was received exactly once, the
+   Mutex is free and every WaitGroup member counted; every Group left its block with all its
+   members finished and unwound, raising exactly the failures its members raised (or Timeout,
+   or Cancelled, as it was ended); the timeout that fired had expired, never early; every
+   cancelled spinner ended with Cancelled and ran its ``finally``.
 
 Watchdogs: faulthandler ends the soak process ``seconds + WATCHDOG_SLACK`` after it started, and
 the harness kills it a minute later still; either is reported as a FAIL.
@@ -63,6 +71,7 @@ Layout (each private module opens by saying what it holds; they import only down
 - ``_books.py``: the limits, the state every goroutine records into, and the checks of the
   books (above) that turn it into the result and its verdict;
 - ``_workload.py``: the goroutines of the pipelines, sync and preemption (1-3 above);
+- ``_cancels.py``: the goroutines that cancel, time out and group (6 above);
 - ``_program.py``: the child program: the signals and forks (4-5 above) and main, ``soak()``;
 - ``__main__.py``: the child interpreter's entry point, ``python -m preempt.bench.soak SECONDS SEED``;
 - here: the harness's side, ``measure()`` and ``report()``, which run in the bench process.
@@ -104,6 +113,10 @@ def measure(seconds: float = 60.0, seed: Optional[int] = None) -> Dict[str, Any]
     return {"seconds": seconds, "seed": seed, "ok": False, "verdict": "FAIL", "failures": [why]}
 
 
+def _p(what: str, p: Dict[str, float]) -> str:
+    return f"{what} p50 {p['p50']:.0f} / p99 {p['p99']:.0f} / max {p['max']:.0f} µs" if p else ""
+
+
 def report(res: Dict[str, Any]) -> str:
     from .._stats import table
 
@@ -114,6 +127,7 @@ def report(res: Dict[str, Any]) -> str:
     lat = sig["usr1_to_main_ms"]
     lat_s = f", to main p50 {lat['p50']:.2f} / p99 {lat['p99']:.2f} / max {lat['max']:.1f} ms" if lat else ""
     pre = res["preemptions"]
+    cx = res["cancellation"]
     native = res["native"]
     rows = [
         ["values over channels (caps " + " ".join(f"{a}/{b}" for a, b in v["channels_caps"]) + ")",
@@ -140,6 +154,16 @@ def report(res: Dict[str, Any]) -> str:
          f"lost {sig['usr1_lost']}{lat_s}"],
         ["SIGUSR2 (handler counts)", sig["usr2_sent"], f"handled {sig['usr2_handled']}"],
         ["fork() + check in the child", f["forks"], f"ok {f['ok']}, failed {f['failed']}, hung {f['hung']}"],
+        ["g.cancel() of cancel-lane victims", cx["cancels"],
+         f"{cx['lane_ops']} ops, {cx['lane_values']} values: {cx['lane_timeouts']} timed out, "
+         f"{cx['lane_absorbed']} cancels caught, {cx['lane_ended_by_cancel']} ended a victim"],
+        ["preempt.Group blocks", sum(cx["groups"].values()),
+         ", ".join(f"{k} {v}" for k, v in cx["groups"].items()) + f"; {cx['group_members']} "
+         f"members, {cx['group_failures']} failures grouped"],
+        ["nested preempt.timeout blocks", cx["timeouts_fired"] + cx["timeouts_short"],
+         f"fired {cx['timeouts_fired']}" + _p(" in a loop, deadline -> Timeout", cx["timeout_late_us"])],
+        ["spinning goroutines cancelled", cx["spinners_cancelled"],
+         "all unwound" + _p(", cancel -> finally", cx["spin_cancel_us"])],
         ["preemptions (stats())", pre["sync"] + pre["async"] + pre["timer"],
          f"sync {pre['sync']}, async {pre['async']}, timer {pre['timer']}"],
         ["goroutines spawned", res["goroutines_spawned"], f"{res['switches']} switches"],

@@ -60,6 +60,8 @@ class _State:
         self.caps: List[List[int]] = []             # [A cap, B cap] per lane
         self.fork_rcs: List[Any] = []               # exit code per fork child, None if hung
         self.worst_late: List[float] = [0.0]        # s, each sleeper's worst sleep() lateness
+        self.timeout_late: List[float] = []         # s, inner deadline -> Timeout, in a loop
+        self.spin_cancel_s: List[float] = []        # s, cancel() -> a spinner's finally
 
     def fail(self, what: str) -> None:
         if not self.in_child:
@@ -98,7 +100,7 @@ def _guarded(st: _State, name: str, fn: Any, rng: random.Random, args: tuple) ->
         raise
     except BaseException as e:
         st.fail(f"goroutine {name!r} raised {type(e).__name__}: {e}\n"
-                + "".join(traceback.format_exception(type(e), e, e.__traceback__)[-4:]))
+                + "".join(traceback.format_exception(type(e), e, e.__traceback__)[-12:]))
     finally:
         with preempt.no_preempt():
             st.n.update(c)
@@ -178,6 +180,18 @@ def _check_books(st: _State, m: Dict[str, Any], wall: float, no_native: Optional
                     "main_waits": m["main_waits"], "main_interrupted": m["main_interrupted"]},
         "fork": {"forks": n["forks"], "ok": n["forks ok"], "failed": n["forks failed"],
                  "hung": n["forks hung"]},
+        "cancellation": {"cancels": n["cancels"], "lane_ops": n["cancel lane ops"],
+                         "lane_values": n["cancel lane values"],
+                         "lane_timeouts": n["cancel lane timeouts"],
+                         "lane_absorbed": n["cancel lane absorbed"],
+                         "lane_ended_by_cancel": n["cancel lane ended by cancel"],
+                         "groups": {k: n["groups " + k] for k in ("fail", "timeout", "cancel", "owner")},
+                         "group_members": n["group members"], "group_failures": n["group failures"],
+                         "timeouts_fired": n["timeouts fired"],
+                         "timeouts_short": n["timeouts not needed"] + n["timeouts short fired"],
+                         "timeout_late_us": _pct([x * 1e6 for x in st.timeout_late]),
+                         "spinners_cancelled": n["spinners cancelled"],
+                         "spin_cancel_us": _pct([x * 1e6 for x in st.spin_cancel_s])},
         "preemptions": pre, "goroutines_spawned": stats.get("spawned", 0),
         "switches": stats.get("switches", 0),
     }

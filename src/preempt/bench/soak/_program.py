@@ -20,6 +20,7 @@ from typing import Any, Dict, List
 
 from ._books import (ACK_DEADLINE, DRAIN_DEADLINE, EARLY_TOL, FORK_DEADLINE, WATCHDOG_SLACK, _ACK,
                      SoakSignal, _check_books, _State)
+from ._cancels import _cancel_lane, _grouper, _spin_cancel, _timeouter
 from ._workload import (_batcher, _Box, _closer, _consumer, _cpu, _eventer, _forever, _joiner,
                         _locker, _member, _native, _producer, _relay, _sleeper)
 
@@ -114,7 +115,14 @@ def _forker(st: _State, c: Any, rng: random.Random) -> None:
     st.stop.wait(rng.uniform(0.3, 0.8))
     while not st.stop.is_set():
         c["forks"] += 1
-        pid = os.fork()
+        with preempt.no_preempt():
+            # The child marks itself before any other goroutine of its copy can run: main's
+            # copy, holding a signal caught but not acknowledged, would acknowledge it into
+            # the pipe the child shares with the parent, and the sender's next signal would
+            # land in the parent's except clause.
+            pid = os.fork()
+            if pid == 0:
+                st.in_child = True
         if pid == 0:
             code = 5
             try:
@@ -187,6 +195,9 @@ def _main(st: _State, kern: Any, expect: Dict[int, int]) -> Dict[str, Any]:
     workers += [st.go(f"cpu-{i}", _cpu) for i in range(2)]
     if kern is not None:
         workers.append(st.go("native", _native, kern, expect))
+    workers += [st.go(f"cancel-lane-{i}", _cancel_lane, i) for i in range(2)]
+    workers += [st.go("grouper", _grouper), st.go("timeouter", _timeouter),
+                st.go("spin-cancel", _spin_cancel)]
     workers.append(st.go("forker", _forker))
     long_one = st.go("forever", _forever, 0)
     never, quiet = preempt.Event(), preempt.Chan()
@@ -199,52 +210,62 @@ def _main(st: _State, kern: Any, expect: Dict[int, int]) -> Dict[str, Any]:
     tried: collections.Counter = collections.Counter()
     kinds = ("sleep", "Event.wait", "select", "join", "gosched", "own code")
     to_ack = None
-    while True:
+    done = False
+    while not done:
+        # Two loops: the inner one's back-edge is inside the try. A signal's exception may
+        # land at any instruction (as in any Python program), and main may be switched out at
+        # a back-edge and raise it there when it resumes; at the back-edge of a
+        # `while True: try:` loop it would escape. The outer back-edge runs only after the
+        # except clause, before main acknowledged the signal: none is in flight then.
         try:
-            kind = "own code"
-            if to_ack is not None:
-                # Acknowledged only here, inside the try: the sender's next signal can then only
-                # land where main catches it. (Acknowledged in the except clause, it could land
-                # after it — main preempted there, say — and escape the loop, as it would in
-                # any Python program that catches a handler's exception in part of its loop.)
-                st.ack(to_ack)
-                to_ack = None
-            if st.in_child:                    # main's copy in a fork child: keep out of the way
-                preempt.sleep(3600)
-                continue
-            now = time.monotonic()
-            if now >= end:                     # every step idempotent: a signal may cut it short
-                st.sender_stop = True
-                if not st.stop.is_set():
-                    st.stop.set()
-                if not st.quit.closed():
-                    st.quit.close()            # the producers' cancellation
-                if not sender.is_alive():
-                    break
-                if now > end + ACK_DEADLINE + 5.0:
-                    st.fail("the signal sender thread did not stop")
-                    break
-            if beat <= now < end:
-                beat += 10.0
-                print(f"soak: {now - t0:.0f}/{st.seconds:g} s, {len(st.caught)} SIGUSR1 caught, "
-                      f"{len(st.fork_rcs)} forks", file=sys.stderr, flush=True)
-            kind = rng.choice(kinds[:-1])
-            t = min(rng.uniform(0, 0.03), max(end - now, 0.001))
-            tried[kind] += 1
-            if kind == "sleep":
-                preempt.sleep(t)
-            elif kind == "Event.wait":
-                never.wait(t)
-            elif kind == "select":
-                preempt.select(Recv(quiet), timeout=t)
-            elif kind == "join":
-                try:
-                    long_one.join(t)
-                except JoinTimeout:
-                    pass
-            else:
-                preempt.gosched()
-            kind = "own code"
+            while True:
+                kind = "own code"
+                if to_ack is not None:
+                    # Acknowledged only here, inside the try: the sender's next signal can
+                    # then only land where main catches it. (Acknowledged in the except
+                    # clause, it could land after it — main preempted there, say — and escape
+                    # the loop, as it would in any Python program that catches a handler's
+                    # exception in part of its loop.)
+                    st.ack(to_ack)
+                    to_ack = None
+                if st.in_child:                # main's copy in a fork child: keep out of the way
+                    preempt.sleep(3600)
+                    continue
+                now = time.monotonic()
+                if now >= end:                 # every step idempotent: a signal may cut it short
+                    st.sender_stop = True
+                    if not st.stop.is_set():
+                        st.stop.set()
+                    if not st.quit.closed():
+                        st.quit.close()        # the producers' cancellation
+                    if not sender.is_alive():
+                        done = True
+                        break
+                    if now > end + ACK_DEADLINE + 5.0:
+                        st.fail("the signal sender thread did not stop")
+                        done = True
+                        break
+                if beat <= now < end:
+                    beat += 10.0
+                    print(f"soak: {now - t0:.0f}/{st.seconds:g} s, {len(st.caught)} SIGUSR1 "
+                          f"caught, {len(st.fork_rcs)} forks", file=sys.stderr, flush=True)
+                kind = rng.choice(kinds[:-1])
+                t = min(rng.uniform(0, 0.03), max(end - now, 0.001))
+                tried[kind] += 1
+                if kind == "sleep":
+                    preempt.sleep(t)
+                elif kind == "Event.wait":
+                    never.wait(t)
+                elif kind == "select":
+                    preempt.select(Recv(quiet), timeout=t)
+                elif kind == "join":
+                    try:
+                        long_one.join(t)
+                    except JoinTimeout:
+                        pass
+                else:
+                    preempt.gosched()
+                kind = "own code"
         except SoakSignal as e:
             to_ack = _caught(st, e, kind, waits)
     # Signals are over; a lost one that turns up now is counted, not raised.
@@ -299,7 +320,8 @@ def soak(seconds: float, seed: int) -> Dict[str, Any]:
     except BaseException as e:
         if os.getpid() != st.pid:
             os._exit(5)
-        st.fail(f"run() raised {type(e).__name__}: {e}")
+        st.fail(f"run() raised {type(e).__name__}: {e}\n"
+                + "".join(traceback.format_exception(type(e), e, e.__traceback__)[-12:]))
         m = {"stats": {}, "wall_soak": 0.0, "wall_drain": 0.0, "main_waits": {},
              "main_interrupted": {}, "mutex_value": None}
     if os.getpid() != st.pid:                  # never: a fork child always ends in os._exit
