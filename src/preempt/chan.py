@@ -60,7 +60,7 @@ class Chan:
         assert list(ch) == [1, 2]
     """
 
-    __slots__ = ("_buf", "_cap", "_recvq", "_sendq", "_closed", "_id")
+    __slots__ = ("_buf", "_cap", "_recvq", "_sendq", "_closed", "_id", "__weakref__")
 
     def __init__(self, cap: int = 0) -> None:
         if not isinstance(cap, int) or cap < 0:

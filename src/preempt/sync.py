@@ -41,7 +41,7 @@ class Mutex:
             counter += 1
     """
 
-    __slots__ = ("_locked", "_owner", "_q")
+    __slots__ = ("_locked", "_owner", "_q", "__weakref__")
 
     def __init__(self) -> None:
         self._locked = False
@@ -115,7 +115,7 @@ class WaitGroup:
         wg.wait()
     """
 
-    __slots__ = ("_n", "_q")
+    __slots__ = ("_n", "_q", "__weakref__")
 
     def __init__(self) -> None:
         self._n = 0
@@ -156,7 +156,7 @@ class WaitGroup:
 class Event:
     """A flag goroutines can wait for (like ``threading.Event``)."""
 
-    __slots__ = ("_flag", "_q")
+    __slots__ = ("_flag", "_q", "__weakref__")
 
     def __init__(self) -> None:
         self._flag = False

@@ -179,6 +179,10 @@ class Goroutine:
             if r is not None:              # retrieved: nothing to report (invariant 6)
                 self.reporter = None
                 r.exc = None
+            # The traceback keeps this frame: with self in it, G -> exc -> traceback -> frame
+            # -> G would be a cycle for the collector, one per failed or cancelled join
+            # (concurrent.futures.Future.result drops self the same way).
+            del self, r
             try:
                 raise exc
             finally:

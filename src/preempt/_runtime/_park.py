@@ -150,6 +150,7 @@ def raise_pending(g: Any, blocker: Any = None) -> None:
     g.pending_exc = None
     if blocker is not None:
         blocker.cancel()
+    g = blocker = None      # the traceback keeps this frame: no exception -> G cycle
     try:
         raise exc
     finally:
@@ -208,6 +209,7 @@ def yield_preempted(s: Any, g: Any) -> None:
     exc = g.wake_exc
     if exc is not None:
         g.wake_exc = None
+        g = None            # the traceback keeps this frame: no exception -> G cycle
         try:
             raise exc
         finally:

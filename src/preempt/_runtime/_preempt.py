@@ -206,6 +206,7 @@ def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None) -> None:
     try:
         _park.yield_preempted(s, g)
     except BaseException as e:       # an interrupt for the G (Cancelled, GreenletExit, ...)
+        g = None                     # the traceback keeps this frame: no exc -> G cycle
         if raise_later(frame, e):
             return
         raise
@@ -223,6 +224,7 @@ def _yield_for_hub(s: Any, frame: Optional[FrameType]) -> None:
         try:
             _park.yield_preempted(s, g)
         except BaseException as e:
+            g = None                 # the traceback keeps this frame: no exc -> G cycle
             if raise_later(frame, e):
                 return
             raise
@@ -257,11 +259,17 @@ def raise_later(frame: Optional[FrameType], exc: BaseException) -> bool:
     if _orig_gettrace() is not None:
         return False
 
-    def trace_once(f: FrameType, event: str, arg: Any) -> Any:
-        f.f_trace = None
-        f.f_trace_opcodes = False
+    box = [exc]                  # the closure holds the list, emptied before the raise: an
+
+    def trace_once(f: FrameType, event: str, arg: Any) -> Any:   # exc -> traceback -> this
+        f.f_trace = None                                         # frame -> cell -> exc cycle
+        f.f_trace_opcodes = False                                # would need the collector
         _orig_settrace(None)
-        raise exc
+        e = box.pop()
+        try:
+            raise e
+        finally:
+            e = None
 
     frame.f_trace = trace_once
     frame.f_trace_opcodes = True

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import deque
 from time import monotonic
 from typing import Any, Optional
+from weakref import ref as _weakref
 
 from . import _park
 from ._timeouts import TIMEOUT_MAX, check_timeout
@@ -93,18 +94,45 @@ class Sel:
         return f"{reason} on {owners}" if owners else (reason or "")
 
 
+class _Strong:
+    """A strong reference with a weak reference's call: for owners that have no weak ones."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __call__(self) -> Any:
+        return self.obj
+
+
 class WaitQ:
     """A FIFO of waiters, with the parking-lot operations the sync primitives need.
 
     Args:
-        owner: The primitive owning the queue, named in deadlock messages and dump().
+        owner: The primitive owning the queue, named in deadlock messages and dump(). Held
+            by a weak reference: the owner holds its queues, so a strong one would make every
+            Chan, Mutex and Event a cycle that only the garbage collector frees (and whose
+            gen-0 collections were the tail of the cancellation benchmark). Whoever waits on
+            the queue holds the owner, so it is alive whenever it is named.
     """
 
-    __slots__ = ("_q", "owner")
+    __slots__ = ("_q", "_owner")
 
     def __init__(self, owner: Any = None) -> None:
         self._q: deque = deque()
-        self.owner = owner
+        if owner is not None:
+            try:
+                owner = _weakref(owner)
+            except TypeError:      # a str or another value without weak references: no cycle
+                owner = _Strong(owner)
+        self._owner = owner
+
+    @property
+    def owner(self) -> Any:
+        """The primitive owning the queue, or None (none given, or it is gone)."""
+        r = self._owner
+        return None if r is None else r()
 
     def __len__(self) -> int:
         return len(self._q)
