@@ -28,6 +28,24 @@ from ._stats import percentiles, table
 _ns = time.perf_counter_ns
 
 
+def _sample(out: List[float], victim: Any, args: tuple, settle: Any) -> None:
+    """One sample: starts ``victim(*args, box)``, lets it settle (``settle()``), cancels it,
+    joins it and records µs from cancel() to its finally (which appends to ``box``)."""
+    import preempt
+
+    box: list = []
+    g = preempt.go(victim, *args, box)
+    settle()
+    t0 = _ns()
+    g.cancel()
+    try:
+        g.join()
+    except preempt.Cancelled:
+        pass
+    g = None      # the exception's traceback keeps this frame: no frame -> G -> exc cycle
+    out.append((box[0] - t0) / 1000)
+
+
 def _parked(n: int) -> List[float]:
     import preempt
 
@@ -40,17 +58,8 @@ def _parked(n: int) -> List[float]:
             box.append(_ns())
 
     def main() -> None:
-        for _ in range(n):
-            ch, box = preempt.Chan(), []
-            g = preempt.go(victim, ch, box)
-            preempt.gosched()            # it runs and parks in recv
-            t0 = _ns()
-            g.cancel()
-            try:
-                g.join()
-            except preempt.Cancelled:
-                pass
-            out.append((box[0] - t0) / 1000)
+        for _ in range(n):               # gosched: it runs and parks in recv
+            _sample(out, victim, (preempt.Chan(),), preempt.gosched)
 
     preempt.run(main)
     return out
@@ -70,17 +79,8 @@ def _loop(n: int) -> List[float]:
             box.append(_ns())
 
     def main() -> None:
-        for _ in range(n):
-            box: list = []
-            g = preempt.go(victim, box)
-            preempt.sleep(0.0005)        # it computes; the timer preempts it to wake us
-            t0 = _ns()
-            g.cancel()
-            try:
-                g.join()
-            except preempt.Cancelled:
-                pass
-            out.append((box[0] - t0) / 1000)
+        for _ in range(n):               # it computes; the timer preempts it to wake us
+            _sample(out, victim, (), lambda: preempt.sleep(0.0005))
 
     preempt.run(main)
     return out
@@ -125,16 +125,7 @@ def _native(n: int) -> List[float]:
                 box.append(_ns())
 
         for _ in range(n):
-            box: list = []
-            g = preempt.go(victim, box)
-            preempt.sleep(0.010)
-            t0 = _ns()
-            g.cancel()
-            try:
-                g.join()
-            except preempt.Cancelled:
-                pass
-            out.append((box[0] - t0) / 1000)
+            _sample(out, victim, (), lambda: preempt.sleep(0.010))
         kern.close()
 
     preempt.run(main)
