@@ -461,3 +461,78 @@ def test_a_cancelled_goroutine_leaves_no_cyclic_garbage(where):
 
     kinds = preempt.run(main)
     assert kinds == [], f"cyclic garbage left by cancelling {where} goroutines: {kinds}"
+
+
+class _OneRequest:
+    """Stands in for the monitor during one hook call: a fresh preemption request, once."""
+
+    def __init__(self, s):
+        self._s, self._real, self.asked = s, s.monitor, 0
+
+    def req_seq(self):
+        self.asked += 1
+        return self._s.consumed_seq + (1 if self.asked == 1 else 0)
+
+    def ack(self, seq):
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def _trip_slot_then_raise():
+    """Trips the preemption slot's Python handler and fails in the same C call, so that no
+    eval-breaker check runs before the exception unwinds: CPython 3.10 then runs the handler
+    at the first instruction of the frame's exception handler (rule 7 in _preempt.py).
+
+    Raises:
+        TypeError: Always, from ctypes converting the result.
+    """
+    import ctypes
+
+    from preempt._runtime._csysmon import SLOT
+
+    f = ctypes.pythonapi.PyErr_SetInterruptEx
+    f.argtypes = [ctypes.c_int]
+    f.restype = ord            # ord(0): TypeError, raised in C (a Python function's entry
+    f(SLOT)                    # would be an eval-breaker check)
+
+
+def test_an_interrupt_never_skips_with_exit_or_finally_while_an_exception_unwinds():
+    # The soak and the cancellation model found a Mutex left locked on CPython 3.10: a
+    # cancellation raised by the preemption hook while another exception unwound into
+    # `with mu:` skipped the Mutex's __exit__. Here the hook runs exactly there, once, with a
+    # cancellation kept for the goroutine: it must wait for the handler to run. The slice is
+    # an hour and the kept cancellation is set as cancel() keeps it, minus cancel()'s "timer
+    # due now": so the real monitor makes no request of its own during the test.
+    from preempt._runtime import _park
+
+    def victim(mu, log):
+        s = _park.sched
+        s.cur.pending_exc = preempt.Cancelled("kept")     # what cancel() of a running G keeps
+        s.monitor = one = _OneRequest(s)
+        try:
+            try:
+                with mu:
+                    _trip_slot_then_raise()
+            finally:
+                log.append("finally ran")
+        except TypeError:
+            log.append("TypeError reached its handler")
+        finally:
+            s.monitor = one._real
+        log.append(("hook asked", one.asked, "mutex locked", mu.locked()))
+        preempt.sleep(0)                           # the kept cancellation lands here
+        log.append("not cancelled")
+
+    def main():
+        mu, log = preempt.Mutex(), []
+        g = preempt.go(victim, mu, log)
+        with pytest.raises(preempt.Cancelled, match="kept"):
+            g.join()
+        return log
+
+    log = []
+    preempt.run(lambda: log.extend(main()), slice=3600)
+    assert log == ["finally ran", "TypeError reached its handler",
+                   ("hook asked", 1, "mutex locked", False)], log

@@ -11,7 +11,7 @@ The hook defers (Go's "not at a safe point"; DESIGN.md §2.2, §3 invariant 2) w
 
 1. The request is stale: its ``req_seq`` is not newer than ``consumed_seq``. A request is
    consumed (``consumed_seq = req_seq``, then ``monitor.ack(seq)``) when it yields or can never
-   yield (rules 2-3), so it can never yield twice. A *deferred* request (rules 4-6) is left
+   yield (rules 2-3), so it can never yield twice. A *deferred* request (rules 4-7) is left
    unconsumed on purpose: the monitor's re-send of the same request re-checks it.
 2. The hook runs outside a G: in the hub, before or after ``run()``, or in a foreign greenlet.
 3. The G was started with ``preemptible=False``.
@@ -27,11 +27,18 @@ The hook defers (Go's "not at a safe point"; DESIGN.md §2.2, §3 invariant 2) w
    G's end and the next G's start, outside the ``try`` that catches a G's exception, so an
    interrupt raised there (a ``Cancelled`` kept for the new G) would kill the worker and
    escape ``run()``. The soak benchmark found this.
+7. CPython 3.10 only: the interrupted frame is at the first instruction of an exception handler
+   (:func:`at_handler_entry`). 3.10 checks the eval breaker after unwinding to a handler,
+   before its first instruction; the handler's block is already popped there, so an exception
+   raised at that point skips the handler: a ``with`` block's ``__exit__`` is never called (a
+   Mutex stays locked, a timeout scope is never closed) and a ``finally`` clause never runs.
+   3.11+ jump to a handler without that check. The cancellation model test and the soak found
+   it (a cancellation landing while a Cancelled unwound to ``with mutex:``).
 
 How a deferred request is honoured:
 
 - case 4: the G records ``preempt_pending``; leaving the outermost ``no_preempt`` block yields.
-- cases 5 and 6: ``preempt_pending`` is recorded too, and the request stays unconsumed (not
+- cases 5, 6 and 7: ``preempt_pending`` is recorded too, and the request stays unconsumed (not
   acked), so the monitor re-sends it while the G keeps the CPU (the C monitor re-pokes every few
   hundred µs; the fallback makes a new request at its next tick, one slice later). Choice: a re-check on the next trigger rather
   than a profile/trace hook on frame exit, which would slow every call of the deny-listed code.
@@ -162,15 +169,37 @@ def in_runtime(frame: Optional[FrameType]) -> bool:
     return False
 
 
+_HANDLER_ENTRY_BUG = sys.version_info[:2] == (3, 10)
+
+
+def at_handler_entry(frame: Optional[FrameType]) -> bool:
+    """Whether ``frame`` has just unwound to an exception handler and not run its first
+    instruction yet (rule 7). Python-level handler on the M.
+
+    At that point the exception being unwound is the one handled (``sys.exc_info()``) and the
+    head of its traceback is ``frame`` at the instruction that raised, which is still the
+    frame's last instruction. Once the handler runs an instruction, ``f_lasti`` moves into
+    the handler's code. (A false positive only defers a preemption to the monitor's re-send.)
+    """
+    if frame is None:
+        return False
+    e = sys.exc_info()[1]
+    if e is None:
+        return False
+    tb = e.__traceback__
+    return tb is not None and tb.tb_frame is frame and tb.tb_lasti == frame.f_lasti
+
+
 def may_yield(g: Any, frame: Optional[FrameType]) -> bool:
-    """Whether the running G ``g`` may be switched out with ``frame`` interrupted (rules 3-6).
+    """Whether the running G ``g`` may be switched out with ``frame`` interrupted (rules 3-7).
 
     The one predicate every preemption entry asks: the sync hook, the async hook, and the
     routed signal handlers (``_signals.py``). The caller has checked rule 2 (``g`` is the
     running G and this is its greenlet). M thread, Python-level handler or runtime code.
     """
     return (g.preemptible and not g.nopreempt and not _import_lock_held()
-            and not in_denied(frame))
+            and not in_denied(frame)
+            and not (_HANDLER_ENTRY_BUG and at_handler_entry(frame)))
 
 
 def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None) -> None:
@@ -196,7 +225,7 @@ def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None) -> None:
         return
     if frame is None:
         frame = sys._getframe(1)
-    if not may_yield(g, frame):                     # rules 4-6
+    if not may_yield(g, frame):                     # rules 4-7
         g.preempt_pending = True                    # not consumed: a re-send re-checks
         s.ndeferred += 1
         return
