@@ -1,0 +1,382 @@
+"""Green sockets: the stdlib ``socket`` API, where a call that would block parks the goroutine.
+
+``preempt.socket.socket`` is a subclass of the stdlib ``socket.socket``. To the goroutine that
+calls it, it behaves as a blocking socket with the stdlib's timeouts (``settimeout``,
+``setblocking``, the default timeout); underneath, the fd is always non-blocking, and a call
+that would block parks the goroutine on the hub's epoll (``wait_readable``/``wait_writable``)
+until the fd is ready or the timeout passes. Other goroutines run meanwhile. Example::
+
+    from preempt import socket
+
+    def fetch(host, port):
+        with socket.create_connection((host, port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+            return s.makefile("rb").read()
+
+Rules (tests refer to them by number):
+
+1. Blocking semantics are the stdlib's: timeout None waits for ever, a timeout > 0 raises
+   ``socket.timeout`` (``TimeoutError``) after that long per call (``sendall``: for the whole
+   call, as the stdlib does since 3.5), timeout 0 raises ``BlockingIOError`` at once.
+   ``gettimeout()``, ``getblocking()`` and ``timeout`` report what the program set, not the
+   fd's real, non-blocking mode.
+2. Outside a goroutine — another OS thread (an offload thread), outside ``run()``, the hub, a
+   foreign greenlet — the same object blocks its thread, like a stdlib socket (``poll()`` on
+   the fd with the timeout). So a socket may be handed between goroutines and threads.
+3. Name resolution (``getaddrinfo``, ``gethostbyname``, ``gethostbyname_ex``, ``gethostbyaddr``,
+   ``getnameinfo``) runs on the offload pool (``preempt.blocking``): the resolver's blocking
+   calls never stall the M. Numeric addresses skip the pool. ``connect()``, ``connect_ex()``,
+   ``sendto()`` and ``bind()`` of an (host, port) address whose host is a name resolve it that
+   way first (the C socket would resolve it inline, blocking the M).
+4. Closing a socket wakes every goroutine waiting on it with ``OSError(EBADF)``, the error a
+   stdlib socket raises when used after ``close()`` (``notify_closing``). Never a hang.
+5. One goroutine at a time may wait per socket and direction (``_runtime/_netpoll.py``,
+   invariant 1): a second gets PreemptError naming the first. Two readers of one stream would
+   race for its bytes; funnel the socket through one goroutine, or accept on it from one.
+6. ``create_connection``, ``create_server``, ``socketpair``, ``fromfd`` and ``getfqdn`` are the
+   stdlib's own functions, run with this module's ``socket`` class and resolver (their code
+   object, our globals), so they match the running CPython's version exactly.
+
+Everything else (constants, exceptions, ``inet_aton`` ...) is re-exported from the stdlib.
+
+Where these run: any thread; the green paths on a goroutine, the blocking paths elsewhere.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os as _os
+import select as _select
+import socket as _std
+import types as _types
+from socket import *  # noqa: F401,F403  (constants and exceptions: the stdlib's API)
+from threading import get_ident as _get_ident
+from time import monotonic as _monotonic
+from typing import Any, Optional
+
+import _socket
+from greenlet import getcurrent as _getcurrent
+
+from ._runtime import _park
+from ._runtime._netpoll import READ as _READ, WRITE as _WRITE
+
+__all__ = list(_std.__all__)
+
+_Base = _std.socket
+_C = _socket.socket                     # the C type: its methods ignore our overrides
+_poll = _select.poll                    # the originals, whatever patch() does later
+_POLLIN, _POLLOUT = _select.POLLIN, _select.POLLOUT
+_timeout_error = _std.timeout
+
+
+def _here() -> Any:
+    """The scheduler when the caller is a goroutine running on its M, else None (rule 2)."""
+    s = _park.sched
+    if s is not None and s.ident == _get_ident():
+        g = s.cur
+        if g is not None and g.glet is _getcurrent():
+            return s
+    return None
+
+
+def _wait(fd: int, event: int, deadline: Optional[float]) -> None:
+    """Waits until ``fd`` is ready for ``event`` or ``deadline`` (monotonic) passes.
+
+    Raises:
+        socket.timeout: The deadline passed.
+        OSError: EBADF, the socket was closed while the goroutine waited (rule 4).
+    """
+    timeout = None if deadline is None else max(0.0, deadline - _monotonic())
+    if _here() is not None:
+        from .io import _wait as _park_on
+
+        if not _park_on(fd, event, timeout, "preempt.socket"):
+            raise _timeout_error("timed out")
+        return
+    p = _poll()
+    p.register(fd, _POLLIN if event == _READ else _POLLOUT)
+    if not p.poll(None if timeout is None else timeout * 1000.0):
+        raise _timeout_error("timed out")
+
+
+def _is_numeric_host(host: Any) -> bool:
+    if host is None or host == "":
+        return True
+    if isinstance(host, bytes):
+        try:
+            host = host.decode("idna")
+        except UnicodeError:
+            return False
+    if not isinstance(host, str):
+        return False
+    h = host.split("%", 1)[0]           # an IPv6 scope id
+    for af in (_socket.AF_INET, _socket.AF_INET6):
+        try:
+            _socket.inet_pton(af, h)
+            return True
+        except (OSError, ValueError):
+            pass
+    return False
+
+
+def _resolve(fn: Any, *args: Any) -> Any:
+    """Runs a resolver call on the offload pool from a goroutine, inline elsewhere (rule 3)."""
+    if _here() is None:
+        return fn(*args)
+    from .offload import blocking
+
+    return blocking(fn, *args)
+
+
+def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0,
+                flags: int = 0) -> list:
+    """The stdlib's ``getaddrinfo``; from a goroutine a name is resolved on the offload pool."""
+    if _is_numeric_host(host):
+        return _std.getaddrinfo(host, port, family, type, proto, flags)
+    return _resolve(_std.getaddrinfo, host, port, family, type, proto, flags)
+
+
+def gethostbyname(hostname: str) -> str:
+    """The stdlib's ``gethostbyname``, resolved off the M (rule 3)."""
+    if _is_numeric_host(hostname) and ":" not in str(hostname):
+        return _socket.gethostbyname(hostname)
+    return _resolve(_socket.gethostbyname, hostname)
+
+
+def gethostbyname_ex(hostname: str) -> tuple:
+    """The stdlib's ``gethostbyname_ex``, resolved off the M (rule 3)."""
+    return _resolve(_socket.gethostbyname_ex, hostname)
+
+
+def gethostbyaddr(ip_address: str) -> tuple:
+    """The stdlib's ``gethostbyaddr``, resolved off the M (rule 3)."""
+    return _resolve(_socket.gethostbyaddr, ip_address)
+
+
+def getnameinfo(sockaddr: tuple, flags: int) -> tuple:
+    """The stdlib's ``getnameinfo``, resolved off the M (rule 3)."""
+    return _resolve(_socket.getnameinfo, sockaddr, flags)
+
+
+def _resolved(sock: "socket", address: Any) -> Any:
+    """``address`` with a host name resolved through :func:`getaddrinfo` (rule 3)."""
+    if (sock.family in (_socket.AF_INET, _socket.AF_INET6) and isinstance(address, tuple)
+            and len(address) >= 2 and not _is_numeric_host(address[0])):
+        host, port = address[0], address[1]
+        infos = getaddrinfo(host, port, sock.family, sock.type, sock.proto)
+        if not infos:
+            raise _std.gaierror(_socket.EAI_NONAME, "Name or service not known")
+        sa = infos[0][4]
+        return sa if len(address) == 2 else (sa[0], sa[1]) + tuple(address[2:])
+    return address
+
+
+class socket(_Base):
+    """A stdlib ``socket.socket`` that parks the calling goroutine instead of blocking the M.
+
+    Same constructor and methods as the stdlib's (module docstring, rules 1-5).
+    """
+
+    __slots__ = ("_ptimeout",)
+
+    def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
+                 fileno: Optional[int] = None) -> None:
+        super().__init__(family, type, proto, fileno)
+        self._ptimeout: Optional[float] = _std.getdefaulttimeout()
+        _C.settimeout(self, 0.0)
+
+    # -- rule 1: the timeout the program sees ------------------------------------------------
+
+    def settimeout(self, value: Optional[float]) -> None:
+        """As the stdlib's; the fd itself stays non-blocking."""
+        _C.settimeout(self, value)      # the stdlib's checks and errors, exactly
+        self._ptimeout = _C.gettimeout(self)
+        _C.settimeout(self, 0.0)
+
+    def gettimeout(self) -> Optional[float]:
+        return self._ptimeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._ptimeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._ptimeout != 0.0
+
+    @property
+    def timeout(self) -> Optional[float]:  # type: ignore[override]
+        return self._ptimeout
+
+    # -- the blocking calls ------------------------------------------------------------------
+
+    def _io(self, fn: Any, event: int, *args: Any) -> Any:
+        t = self._ptimeout
+        deadline = None
+        while True:
+            try:
+                return fn(self, *args)
+            except BlockingIOError:
+                if t == 0.0:
+                    raise
+            if deadline is None and t is not None:
+                deadline = _monotonic() + t
+            _wait(self.fileno(), event, deadline)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        return self._io(_C.recv, _READ, bufsize, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        return self._io(_C.recv_into, _READ, buffer, nbytes, flags)
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple:
+        return self._io(_C.recvfrom, _READ, bufsize, flags)
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple:
+        return self._io(_C.recvfrom_into, _READ, buffer, nbytes, flags)
+
+    def recvmsg(self, *args: Any) -> tuple:
+        return self._io(_C.recvmsg, _READ, *args)
+
+    def recvmsg_into(self, *args: Any) -> tuple:
+        return self._io(_C.recvmsg_into, _READ, *args)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        return self._io(_C.send, _WRITE, data, flags)
+
+    def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
+        if address is None:
+            return self._io(_C.sendto, _WRITE, data, _resolved(self, flags_or_address))
+        return self._io(_C.sendto, _WRITE, data, flags_or_address, _resolved(self, address))
+
+    def sendmsg(self, *args: Any) -> int:
+        return self._io(_C.sendmsg, _WRITE, *args)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        """Sends all of ``data``; the timeout bounds the whole call (rule 1)."""
+        t = self._ptimeout
+        deadline = None if t is None else _monotonic() + t
+        with memoryview(data) as view, view.cast("B") as b:
+            n, off = len(b), 0
+            while off < n:
+                try:
+                    off += _C.send(self, b[off:], flags)
+                    continue
+                except BlockingIOError:
+                    if t == 0.0:
+                        raise
+                _wait(self.fileno(), _WRITE, deadline)
+
+    def accept(self) -> tuple:
+        """As the stdlib's; the new socket is a ``preempt.socket.socket`` too."""
+        fd, addr = self._io(_C._accept, _READ)
+        sock = socket(self.family, self.type, self.proto, fileno=fd)   # as the stdlib: not
+        # type(self), which for an SSLSocket has no public constructor
+        if _std.getdefaulttimeout() is None and self._ptimeout:
+            sock.setblocking(True)
+        return sock, addr
+
+    def connect(self, address: Any) -> None:
+        err = self._connect(address)
+        if err:
+            if err == _errno.ETIMEDOUT and self._ptimeout:
+                raise _timeout_error("timed out")
+            raise OSError(err, _os.strerror(err))
+
+    def connect_ex(self, address: Any) -> int:
+        try:
+            return self._connect(address)
+        except _timeout_error:
+            return _errno.EAGAIN
+
+    def _connect(self, address: Any) -> int:
+        address = _resolved(self, address)
+        err = _C.connect_ex(self, address)
+        if err not in (_errno.EINPROGRESS, _errno.EAGAIN, _errno.EWOULDBLOCK):
+            return err
+        t = self._ptimeout
+        if t == 0.0:
+            return err
+        if err == _errno.EAGAIN and self.family == _socket.AF_UNIX:
+            # a full listen backlog: a blocking connect() waits for room; retry when writable
+            deadline = None if t is None else _monotonic() + t
+            while err == _errno.EAGAIN:
+                _wait(self.fileno(), _WRITE, deadline)
+                err = _C.connect_ex(self, address)
+            return err
+        _wait(self.fileno(), _WRITE, None if t is None else _monotonic() + t)
+        return self.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+
+    def bind(self, address: Any) -> None:
+        _C.bind(self, _resolved(self, address))
+
+    def _sendfile_use_sendfile(self, file: Any, offset: int = 0,
+                               count: Optional[int] = None) -> int:
+        # The stdlib's, with the selector wait replaced by the goroutine's (it would block the M).
+        self._check_sendfile_params(file, offset, count)
+        sockno = self.fileno()
+        try:
+            fileno = file.fileno()
+            fsize = _os.fstat(fileno).st_size
+        except (AttributeError, OSError, ValueError) as err:
+            raise _std._GiveupOnSendfile(err)  # type: ignore[attr-defined]
+        if not fsize:
+            return 0
+        blocksize = min(count or fsize, 2 ** 30)
+        t = self._ptimeout
+        if t == 0:
+            raise ValueError("non-blocking sockets are not supported")
+        total = 0
+        try:
+            while True:
+                if count:
+                    blocksize = min(count - total, blocksize)
+                    if blocksize <= 0:
+                        break
+                try:
+                    sent = _os.sendfile(sockno, fileno, offset, blocksize)
+                except BlockingIOError:
+                    _wait(sockno, _WRITE, None if t is None else _monotonic() + t)
+                    continue
+                except OSError as err:
+                    if total == 0:
+                        raise _std._GiveupOnSendfile(err)  # type: ignore[attr-defined]
+                    raise err from None
+                if sent == 0:
+                    break
+                offset += sent
+                total += sent
+            return total
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset)
+
+    def _real_close(self, _ss: Any = _C) -> None:
+        s = _here()
+        if s is not None:
+            fd = _C.fileno(self)
+            if fd >= 0:
+                s.poller.notify_closing(fd)       # rule 4
+        _ss.close(self)
+
+
+SocketType = socket
+
+
+def _stdlib_function(name: str) -> Any:
+    """The stdlib's function ``name`` with this module's globals (rule 6)."""
+    f = getattr(_std, name)
+    g = dict(vars(_std))
+    g.update(socket=socket, SocketType=socket, getaddrinfo=getaddrinfo,
+             gethostbyaddr=gethostbyaddr, gethostbyname=gethostbyname)
+    nf = _types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__)
+    nf.__kwdefaults__ = f.__kwdefaults__
+    nf.__doc__ = f.__doc__
+    nf.__qualname__ = f.__qualname__
+    nf.__module__ = __name__
+    return nf
+
+
+create_connection = _stdlib_function("create_connection")
+create_server = _stdlib_function("create_server")
+socketpair = _stdlib_function("socketpair")
+fromfd = _stdlib_function("fromfd")
+getfqdn = _stdlib_function("getfqdn")
