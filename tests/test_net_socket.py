@@ -280,7 +280,7 @@ def test_resolver_runs_on_the_offload_pool(in_run, monkeypatch):
         time.sleep(0.2)           # a resolver waiting for a DNS server
         raise stdsocket.gaierror(stdsocket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(stdsocket, "getaddrinfo", slow_failing_getaddrinfo)
+    monkeypatch.setattr(psocket, "_std_getaddrinfo", slow_failing_getaddrinfo)
 
     def main():
         stop = [False]

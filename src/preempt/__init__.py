@@ -53,6 +53,7 @@ from .io import wait_readable as wait_readable, wait_writable as wait_writable
 from .offload import blocking as blocking
 from ._runtime._cancel import timeout as timeout
 from .group import Group as Group
+from ._patch import patch as patch, unpatch as unpatch
 # --- end of runtime exports ---
 
 from ._runtime import _hotpath as _hotpath

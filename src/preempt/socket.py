@@ -67,6 +67,7 @@ _C = _socket.socket                     # the C type: its methods ignore our ove
 _poll = _select.poll                    # the originals, whatever patch() does later
 _POLLIN, _POLLOUT = _select.POLLIN, _select.POLLOUT
 _timeout_error = _std.timeout
+_std_getaddrinfo = _std.getaddrinfo     # the stdlib's, before preempt.patch() replaces it
 
 
 def _here() -> Any:
@@ -132,8 +133,8 @@ def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int
                 flags: int = 0) -> list:
     """The stdlib's ``getaddrinfo``; from a goroutine a name is resolved on the offload pool."""
     if _is_numeric_host(host):
-        return _std.getaddrinfo(host, port, family, type, proto, flags)
-    return _resolve(_std.getaddrinfo, host, port, family, type, proto, flags)
+        return _std_getaddrinfo(host, port, family, type, proto, flags)
+    return _resolve(_std_getaddrinfo, host, port, family, type, proto, flags)
 
 
 def gethostbyname(hostname: str) -> str:
