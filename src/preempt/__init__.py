@@ -58,6 +58,17 @@ from ._patch import patch as patch, unpatch as unpatch
 
 from ._runtime import _hotpath as _hotpath
 
+
+def __getattr__(name: str):
+    # preempt.net, preempt.socket and preempt.ssl import ssl: loaded on first use, so that
+    # `import preempt` stays light
+    if name in ("net", "socket", "ssl"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _hotpath.install()       # the C hand-off path, where built (csrc/pe_hot.c)
 
 __version__ = "0.1.0"

@@ -198,14 +198,25 @@ def gosched() -> None:
 
 
 def yield_preempted(s: Any, g: Any) -> None:
-    """The preemption hook's way out: like gosched() but counted. Python-level handler only."""
+    """The preemption hook's way out: like gosched() but counted. Python-level handler only.
+
+    When fds are watched it goes through the hub, which polls them first: a G that a ready fd
+    wakes then runs next (``runnext``), before the run queue. A G preempted at the end of its
+    slice has run for a whole slice, so this costs one ``epoll_wait(0)`` per slice, and it is
+    what keeps CPU-bound goroutines from delaying an accept loop or a light request by up to
+    ``_POLL_EVERY`` slices (``net.py`` rule 6)."""
     if g.pending_exc is not None:
         raise_pending(g)
     s.npreempt += 1
     g.state = RUNNABLE
     g.wait_reason = None
     s.runq.append(g)
-    _switch_out(s, g)
+    if s.npoll:
+        s.tick += 1
+        s.cur = None
+        s.hub.switch()
+    else:
+        _switch_out(s, g)
     exc = g.wake_exc
     if exc is not None:
         g.wake_exc = None

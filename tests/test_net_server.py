@@ -1,0 +1,186 @@
+"""preempt.net.serve_tcp: a goroutine per connection, clean shutdown, TLS, handler errors,
+and an accept loop that CPU-bound handlers do not starve (``src/preempt/net.py``)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import preempt
+import preempt.net
+from preempt import socket as psocket
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _echo(conn, addr):
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            return
+        conn.sendall(data)
+
+
+def _roundtrip(addr, msg, tls_ctx=None):
+    with psocket.create_connection(addr, timeout=10) as c:
+        s = tls_ctx.wrap_socket(c, server_hostname="localhost") if tls_ctx else c
+        s.sendall(msg)
+        got = b""
+        while len(got) < len(msg):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        if tls_ctx:
+            s.close()
+        return got
+
+
+def test_echo_server_many_clients_then_clean_shutdown(in_run):
+    def main():
+        srv = preempt.net.serve_tcp(_echo, "127.0.0.1", 0)
+        out = preempt.Chan(30)
+        for i in range(30):
+            preempt.go(lambda i=i: out.send(_roundtrip(srv.address, b"m%d" % i * 100)))
+        got = sorted(out.recv() for _ in range(30))
+        preempt.sleep(0.01)
+        st = srv.stats()
+        cancelled = srv.shutdown(1.0)
+        return got, st, cancelled, srv.stats()
+
+    got, st, cancelled, after = in_run(main)
+    assert got == sorted(b"m%d" % i * 100 for i in range(30))
+    assert st["accepted"] == 30 and st["handler_errors"] == 0
+    assert cancelled == 0 and after["active"] == 0
+
+
+def test_shutdown_cancels_handlers_that_outlive_the_grace(in_run):
+    def main():
+        entered = preempt.WaitGroup()
+        entered.add(2)
+
+        def stuck(conn, addr):
+            entered.done()
+            conn.recv(1)                      # the client never sends
+
+        srv = preempt.net.serve_tcp(stuck, "127.0.0.1", 0)
+        clients = [psocket.create_connection(srv.address) for _ in range(2)]
+        entered.wait()
+        t0 = time.monotonic()
+        n = srv.shutdown(0.1)
+        took = time.monotonic() - t0
+        eofs = [c.recv(1) for c in clients]   # the server closed their connections
+        for c in clients:
+            c.close()
+        with pytest.raises(OSError):
+            psocket.create_connection(srv.address, timeout=1)
+        return n, took, eofs, srv.stats()
+
+    n, took, eofs, st = in_run(main)
+    assert n == 2 and eofs == [b"", b""] and st["active"] == 0
+    assert took >= 0.09
+
+
+def test_a_failing_handler_is_reported_and_the_server_goes_on(in_run, capfd):
+    def main():
+        def handler(conn, addr):
+            if conn.recv(4) == b"boom":
+                raise ValueError("handler failed on purpose")
+            conn.sendall(b"fine")
+
+        with preempt.net.serve_tcp(handler, "127.0.0.1", 0) as srv:
+            with psocket.create_connection(srv.address) as c:
+                c.sendall(b"boom")
+                assert c.recv(4) == b""
+            assert _roundtrip(srv.address, b"ok??")[:4] == b"fine"
+            return srv.stats()
+
+    st = in_run(main)
+    assert st["handler_errors"] == 1
+    err = capfd.readouterr().err
+    assert "preempt.net: the handler for" in err and "handler failed on purpose" in err
+
+
+def test_cpu_bound_handlers_do_not_starve_the_accept_loop(in_run):
+    def main():
+        done = {}
+
+        def handler(conn, addr):
+            if conn.recv(5) == b"heavy":
+                t_end = time.monotonic() + 0.6
+                x = 0
+                while time.monotonic() < t_end:      # pure Python, 0.6 s
+                    x += 1
+                done.setdefault("heavy", time.monotonic())
+                conn.sendall(b"H")
+            else:
+                conn.sendall(b"L")
+
+        srv = preempt.net.serve_tcp(handler, "127.0.0.1", 0)
+        heavies = []
+        for _ in range(2):
+            c = psocket.create_connection(srv.address)
+            c.sendall(b"heavy")
+            heavies.append(c)
+        preempt.sleep(0.05)                          # both heavy handlers are computing
+        t0 = time.monotonic()
+        light = _roundtrip(srv.address, b"light")[:1]
+        done["light"] = time.monotonic()
+        for c in heavies:
+            assert c.recv(1) == b"H"
+            c.close()
+        srv.shutdown(1.0)
+        return light, done, t0
+
+    light, done, t0 = in_run(main)
+    assert light == b"L"
+    assert done["light"] < done["heavy"], "the light request waited for the heavy handlers"
+
+
+def test_tls_server(in_run):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+
+    def main():
+        import ssl
+
+        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)   # a stdlib context
+        cert.configure_cert(server_ctx)
+        client_ctx = preempt.ssl.create_default_context()
+        ca.configure_trust(client_ctx)
+        with preempt.net.serve_tcp(_echo, "127.0.0.1", 0, tls=server_ctx) as srv:
+            got = _roundtrip(srv.address, b"secret" * 1000, client_ctx)
+            with psocket.create_connection(srv.address) as c:   # not TLS: a failed handshake
+                c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                try:
+                    c.recv(100)                   # an alert, EOF or a reset
+                except ConnectionResetError:
+                    pass
+            preempt.sleep(0.05)
+            return got, srv.stats()
+
+    got, st = in_run(main)
+    assert got == b"secret" * 1000
+    assert st["tls_failures"] == 1
+
+
+def test_bad_arguments_and_outside_a_goroutine(in_run):
+    with pytest.raises(preempt.PreemptError):
+        preempt.net.serve_tcp(_echo, "127.0.0.1", 0)
+
+    def main():
+        with pytest.raises(TypeError):
+            preempt.net.serve_tcp(42, "127.0.0.1", 0)
+        with pytest.raises(TypeError):
+            preempt.net.serve_tcp(_echo, "127.0.0.1", 0, tls=object())
+        srv = preempt.net.serve_tcp(_echo, "127.0.0.1", 0)
+        with pytest.raises(OSError):
+            preempt.net.serve_tcp(_echo, "127.0.0.1", srv.address[1])   # in use
+        srv.close()
+        srv.close()                                  # twice: harmless
+        srv.serve_forever()                          # returns: it is closed
+        assert "closed" in repr(srv)
+
+    in_run(main)
