@@ -74,6 +74,7 @@
 #define PE_IDLE_SLEEP_NS 20000000LL    /* also how late a signal that missed the M is seen */
 #define PE_SIG_GRACE_NS 1000000LL      /* a tripped Python handler not run within this: kick */
 #define PE_TIMER_QUANTUM_NS 200000LL  /* at most one timer-driven request per 200 us */
+#define PE_IO_SLICE_NS 1000000LL      /* a G runs at least this long before I/O preempts it */
 
 static pe_sysmon_shared_t pe_sm;        /* the shared words (one M per process in version 1) */
 static pthread_t pe_sm_thread;
@@ -130,6 +131,8 @@ static void pe_sysmon_request(int64_t now, uint32_t reason, uint64_t tick)
     BUMP(n_requests);
     if (reason == PE_REASON_TIMER)
         BUMP(n_timer_requests);
+    else if (reason == PE_REASON_IO)
+        BUMP(n_io_requests);
     pe_sysmon_trip();
 }
 
@@ -179,6 +182,19 @@ static int pe_sysmon_other_work(int64_t now, int64_t deadline)
     return 0;
 }
 
+/* 1 when the hub's epoll has something ready: a watched fd, or the eventfd (an offload call
+ * finished, a signal handler left hub work). Level-triggered, so looking does not consume what
+ * the hub will see. Go's sysmon polls the network the same way when nobody has for a while.
+ * sysmon thread only. */
+static int pe_sysmon_io_ready(void)
+{
+    int epfd = atomic_load(&pe_sm_epfd);
+    if (epfd < 0)
+        return 0;
+    struct epoll_event ev;
+    return epoll_wait(epfd, &ev, 1, 0) > 0;
+}
+
 /* 1 while CPython has a Python-level signal handler tripped and not yet run. sysmon only. */
 static int pe_sysmon_signal_tripped(void)
 {
@@ -218,6 +234,7 @@ static void *pe_sysmon_main(void *arg)
     uint64_t req_tick = 0;           /* schedtick when the outstanding request was made */
     int async_claimed = 0;           /* we asked the M for an async preemption */
     int64_t last_timer_req = 0;      /* when the last timer-driven request was made */
+    int64_t next_io_look = 0;        /* when to look at the hub's epoll again while a G runs */
     int was_pending = 0;             /* a request was outstanding at the previous look */
     int64_t next_repoke = 0, next_signal = 0, signal_backoff = PE_GRACE_NS;
     int64_t sig_seen = 0;            /* when a tripped, unrun Python handler was first seen */
@@ -282,11 +299,19 @@ static void *pe_sysmon_main(void *arg)
             seen_when = now;
             wake = now + pe_sm_slice_ns;
         } else if (running && (now - seen_when >= pe_sm_slice_ns ||
-                               (deadline <= now && now - last_timer_req >= PE_TIMER_QUANTUM_NS))) {
-            int timer = now - seen_when < pe_sm_slice_ns;
-            if (timer)
+                               (deadline <= now && now - last_timer_req >= PE_TIMER_QUANTUM_NS) ||
+                               (now - seen_when >= PE_IO_SLICE_NS && now >= next_io_look &&
+                                (next_io_look = now + PE_IO_SLICE_NS, pe_sysmon_io_ready())))) {
+            /* The slice is over, a timer is due, or I/O became ready after the G had run for an
+             * I/O slice: the switch goes through the hub, which polls (_park.yield_preempted),
+             * and the G the I/O woke runs first (_netpoll.py invariant 6). */
+            int slice_over = now - seen_when >= pe_sm_slice_ns;
+            int timer_due = deadline <= now && now - last_timer_req >= PE_TIMER_QUANTUM_NS;
+            uint32_t reason = slice_over ? PE_REASON_SLICE
+                              : timer_due ? PE_REASON_TIMER : PE_REASON_IO;
+            if (reason == PE_REASON_TIMER)
                 last_timer_req = now;
-            pe_sysmon_request(now, timer ? PE_REASON_TIMER : PE_REASON_SLICE, tick);
+            pe_sysmon_request(now, reason, tick);
             req_tick = tick;
             seen_when = now; /* the next slice request for this tick is one slice away */
             next_repoke = now + PE_REPOKE_NS;
@@ -301,6 +326,12 @@ static void *pe_sysmon_main(void *arg)
             if (due <= now) /* due, but a timer request was made less than a quantum ago */
                 due = last_timer_req + PE_TIMER_QUANTUM_NS;
             wake = end < due ? end : due;
+            if (atomic_load(&pe_sm_epfd) >= 0) { /* the next look at the hub's epoll */
+                int64_t io = seen_when + PE_IO_SLICE_NS > next_io_look ? seen_when + PE_IO_SLICE_NS
+                                                                       : next_io_look;
+                if (io < wake)
+                    wake = io;
+            }
         }
         if (!pending && pe_sysmon_signal_tripped()) {
             /* a Python handler waits for a bytecode on the M that does not come (see the top) */

@@ -110,6 +110,7 @@ int64_t pe_thread_last_latency_ns(int32_t slot, uint32_t gen);
 /* Why sysmon made a request (pe_sysmon_shared_t.req_reason). */
 #define PE_REASON_SLICE  1
 #define PE_REASON_TIMER  2
+#define PE_REASON_IO     3   /* an fd or the hub's eventfd became ready while a goroutine ran */
 
 /* The words the M and sysmon share (pe_sysmon.c). Written with plain aligned stores by the side
  * named on each field and read by the other; no locks. */
@@ -131,6 +132,7 @@ typedef struct {
     uint64_t n_signals;
     uint64_t n_alone;          /* slices that ended with nothing else to run: no request made */
     uint64_t n_signal_kicks;   /* signals sent because a Python signal handler was not run */
+    uint64_t n_io_requests;    /* requests made because the hub's epoll became ready */
 } pe_sysmon_shared_t;
 
 /* Start the monitor thread for the calling thread, the M (registered as m_slot/m_gen). Requests

@@ -184,3 +184,44 @@ def test_bad_arguments_and_outside_a_goroutine(in_run):
         assert "closed" in repr(srv)
 
     in_run(main)
+
+
+def test_io_preempts_a_computing_goroutine_even_with_an_hour_long_slice():
+    # netpoll invariant 6: with the slice at an hour only I/O readiness can end the heavy
+    # handlers' turns (sysmon looks at the hub's epoll while a goroutine runs). The light
+    # request must be answered while both heavy handlers still compute.
+    from preempt._runtime import _park
+
+    res = {}
+
+    def main():
+        def handler(conn, addr):
+            if conn.recv(5) == b"heavy":
+                t_end = time.monotonic() + 1.0
+                x = 0
+                while time.monotonic() < t_end:
+                    x += 1
+                res.setdefault("heavy_done", time.monotonic())
+                conn.sendall(b"H")
+            else:
+                conn.sendall(b"L")
+
+        srv = preempt.net.serve_tcp(handler, "127.0.0.1", 0)
+        heavies = []
+        for _ in range(2):
+            c = psocket.create_connection(srv.address)
+            c.sendall(b"heavy")
+            heavies.append(c)
+        preempt.sleep(0.05)
+        res["light"] = _roundtrip(srv.address, b"light")[:1]
+        res["light_done"] = time.monotonic()
+        res["io_requests"] = _park.sched.monitor.counters()["io_requests"]
+        for c in heavies:
+            c.recv(1)
+            c.close()
+        srv.shutdown(1.0)
+
+    preempt.run(main, slice=3600)
+    assert res["light"] == b"L"
+    assert res["light_done"] < res["heavy_done"], "the light request waited for a heavy one"
+    assert res["io_requests"] > 0

@@ -27,8 +27,10 @@ Rules (tests refer to them by number):
    how many were cancelled. Leaving the ``with`` block is ``shutdown(grace=5.0)``.
 5. Errors of ``accept()`` that concern one connection (ECONNABORTED, EMFILE/ENFILE: out of
    fds) do not end the loop; after EMFILE/ENFILE it backs off 10 ms, as Go's net/http does.
-6. The accept loop is never starved by CPU-bound handlers: handlers are preempted at the end
-   of their slice, and a goroutine readied by the poller runs next (``runnext``).
+6. The accept loop is never starved by CPU-bound handlers, nor is a new or light request:
+   a goroutine woken by a ready fd, and a connection's new goroutine, go to the front of the
+   run queue, and a handler that computes is preempted about 1 ms after I/O becomes ready
+   (``_runtime/_netpoll.py`` invariant 6).
 
 Where these run: in goroutines of one ``preempt.run()``.
 """
@@ -45,7 +47,7 @@ from . import ssl as _pssl
 from ._errors import Cancelled, Timeout
 from ._runtime import _park, _preempt
 from ._runtime._cancel import timeout
-from ._runtime._sched import current, go
+from ._runtime._sched import current, go, go_first
 from ._runtime._g import Goroutine
 from .time import sleep
 
@@ -103,7 +105,7 @@ class TCPServer:
                     raise
                 continue
             self._n["accepted"] += 1
-            go(self._serve_one, conn, addr, name=f"conn {addr!r}")
+            go_first(self._serve_one, conn, addr, name=f"conn {addr!r}")     # rule 6
 
     def _serve_one(self, conn: Any, addr: Any) -> None:
         me = current()

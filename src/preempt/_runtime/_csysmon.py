@@ -202,7 +202,7 @@ class CoreMonitor(NullMonitor):
         sh = self.sh
         return {"requests": sh.n_requests, "timer_requests": sh.n_timer_requests,
                 "repokes": sh.n_repokes, "signals": sh.n_signals, "alone": sh.n_alone,
-                "signal_kicks": sh.n_signal_kicks,
+                "signal_kicks": sh.n_signal_kicks, "io_requests": sh.n_io_requests,
                 "max_pending_us": sh.max_pending_ns / 1000,
                 "poke": bool(self._lib.pe_sysmon_poke_mode())}
 

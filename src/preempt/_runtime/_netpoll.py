@@ -35,6 +35,15 @@ Invariants:
    while any fd is watched (one ``fcntl`` per watched fd) and wakes their waiters the same way.
    An fd number reused by a new open before the sweep looks cannot be told apart: that is
    what ``notify_closing`` is for.
+6. A G woken by a ready fd goes to the *front* of the run queue, ahead of the Gs that were
+   preempted: it was waiting for I/O and usually runs briefly (a light request), while they
+   have used whole slices. While a G runs, sysmon looks at this epoll once per millisecond and,
+   when something is ready and the G has run for 1 ms (``PE_IO_SLICE_NS``), asks for a
+   preemption; the preempted G passes through the hub, which polls (``_park.yield_preempted``).
+   So a request that arrives while CPU-bound goroutines run waits about a millisecond, not
+   whole slices. Several Gs woken in one poll keep the order epoll reported them in; when
+   others wait behind the first, a timer 1 ms ahead (``IO_SLICE``) ends its turn if it
+   computes (a heavy request), so the next woken G (a light one) is not held up for a slice.
 """
 
 from __future__ import annotations
@@ -48,10 +57,16 @@ from typing import Any, Dict, Optional
 
 from .._errors import PreemptError
 from . import _park
+from ._timers import add_timer
 
 READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
 SWEEP_EVERY = 0.05      # seconds between looks for watched fds closed under their waiters
+IO_SLICE = 0.001        # seconds a G woken by I/O runs before the next woken one (invariant 6)
+
+
+def _io_slice_over(_: Any) -> None:
+    """The I/O slice timer: its being due is what makes sysmon preempt the running G. Hub."""
 
 
 class FdWaiter:
@@ -93,6 +108,7 @@ class Poller:
         self.waiters: Dict[int, Dict[int, FdWaiter]] = {}
         self.completions: deque = deque()   # (callback, arg) from offload threads
         self.next_sweep = 0.0               # when to look for closed watched fds (invariant 5)
+        self.io_slice_end = 0.0             # when the armed I/O slice timer fires (invariant 6)
 
     def close(self) -> None:
         self.sel.close()
@@ -231,6 +247,7 @@ class Poller:
                 timeout = SWEEP_EVERY
         events = self.sel.select(timeout)
         n = 0
+        woke = []
         for key, mask in events:
             fd = key.fd
             if fd == self.efd:
@@ -246,8 +263,20 @@ class Poller:
                 if mask & ev and ev in slots:
                     w = slots[ev]
                     self._forget(w)
-                    _park.ready(w.g, True)
+                    g = w.g
+                    g.state = _park.RUNNABLE           # invariant 6: the front of the queue
+                    g.blocker = None
+                    woke.append(g)
                     n += 1
+        if woke:
+            q = self.s.runq
+            q.extendleft(reversed(woke))
+            if len(q) > 1:
+                # invariant 6: the woken G ahead gets an I/O slice, then the next one its turn
+                now = _park.monotonic()
+                if now >= self.io_slice_end:
+                    self.io_slice_end = now + IO_SLICE
+                    add_timer(self.s, self.io_slice_end, _io_slice_over, None)
         comp = self.completions
         while comp:
             fn, arg = comp.popleft()

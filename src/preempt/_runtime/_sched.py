@@ -602,6 +602,18 @@ def go(fn: Callable[..., Any], *args: Any, name: Optional[str] = None, preemptib
     return g
 
 
+def go_first(fn: Callable[..., Any], *args: Any, name: Optional[str] = None) -> Goroutine:
+    """go(), with the new G at the front of the run queue instead of the back: for work that
+    I/O just brought, such as a connection the accept loop took (``_netpoll.py`` invariant
+    6: it runs ahead of the goroutines that were preempted). Runtime code in a G."""
+    g = go(fn, *args, name=name)
+    q = _park.sched.runq
+    if q and q[-1] is g:
+        q.pop()
+        q.appendleft(g)
+    return g
+
+
 def current() -> Goroutine:
     """The running goroutine.
 
