@@ -17,6 +17,7 @@ timeouts and cancellations for N seconds, checked for anything lost. Run it by n
 
     python -m preempt.bench --only soak [--soak-seconds 60] [--seed S]
     python -m preempt.bench --only interrupt    # Ctrl-C latency per situation (interrupt.py)
+    python -m preempt.bench --only http         # HTTP beside gevent/asyncio/threads (http/)
 
 The exit status is 1 when a soak found anything lost, duplicated, hung or failed.
 """
@@ -35,7 +36,7 @@ from typing import Any, Dict, List
 from ._stats import percentiles, table
 
 BENCHES = ("ticker", "native", "latency", "sleepers", "overhead", "suspend", "switch", "cancel")
-EXTRA = ("soak", "interrupt")   # run only when named in --only
+EXTRA = ("soak", "interrupt", "http")   # run only when named in --only
 SOAK_SECONDS = {"quick": 3.0, "default": 60.0, "full": 300.0}
 
 
@@ -174,7 +175,7 @@ def main(argv=None) -> int:
         print(f"preemption unavailable: {why}")
         return 1
     steps = {"ticker": 5, "native": 5, "latency": 0, "sleepers": 1, "overhead": 2, "suspend": 1, "switch": 1,
-             "soak": 1, "interrupt": 1, "cancel": 1}
+             "soak": 1, "interrupt": 1, "cancel": 1, "http": 1}
     prog = Progress(sum(steps[b] for b in only) or 1)
     results: Dict[str, Any] = {"machine": facts, "mode": "quick" if args.quick else "full" if args.full else "default"}
     tables: List[str] = []
@@ -236,6 +237,12 @@ def main(argv=None) -> int:
         prog.step("Ctrl-C: SIGINT -> run() raised, per situation")
         results["interrupt"] = interrupt.run(3 if args.quick else 30 if args.full else 10)
         tables.append(interrupt.table(results["interrupt"]))
+    if "http" in only:
+        from . import http
+
+        prog.step("HTTP under CPU-heavy load (wrk)")
+        results["http"] = http.measure(2.0 if args.quick else 10.0 if args.full else 5.0)
+        tables.append(http.report(results["http"]))
     print()
     print("\n\n".join(tables))
     out = os.path.join(args.out, time.strftime("%Y%m%d-%H%M%S"))
