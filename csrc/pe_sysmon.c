@@ -74,7 +74,7 @@
 #define PE_IDLE_SLEEP_NS 20000000LL    /* also how late a signal that missed the M is seen */
 #define PE_SIG_GRACE_NS 1000000LL      /* a tripped Python handler not run within this: kick */
 #define PE_TIMER_QUANTUM_NS 200000LL  /* at most one timer-driven request per 200 us */
-#define PE_IO_SLICE_NS 1000000LL      /* a G runs at least this long before I/O preempts it */
+#define PE_IO_SLICE_NS 500000LL       /* a G runs at least this long before I/O preempts it */
 
 static pe_sysmon_shared_t pe_sm;        /* the shared words (one M per process in version 1) */
 static pthread_t pe_sm_thread;

@@ -29,7 +29,7 @@ Rules (tests refer to them by number):
    fds) do not end the loop; after EMFILE/ENFILE it backs off 10 ms, as Go's net/http does.
 6. The accept loop is never starved by CPU-bound handlers, nor is a new or light request:
    a goroutine woken by a ready fd, and a connection's new goroutine, go to the front of the
-   run queue, and a handler that computes is preempted about 1 ms after I/O becomes ready
+   run queue, and a handler that computes is preempted about 0.5 ms after I/O becomes ready
    (``_runtime/_netpoll.py`` invariant 6).
 
 Where these run: in goroutines of one ``preempt.run()``.

@@ -37,12 +37,12 @@ Invariants:
    what ``notify_closing`` is for.
 6. A G woken by a ready fd goes to the *front* of the run queue, ahead of the Gs that were
    preempted: it was waiting for I/O and usually runs briefly (a light request), while they
-   have used whole slices. While a G runs, sysmon looks at this epoll once per millisecond and,
-   when something is ready and the G has run for 1 ms (``PE_IO_SLICE_NS``), asks for a
+   have used whole slices. While a G runs, sysmon looks at this epoll every 0.5 ms and,
+   when something is ready and the G has run for 0.5 ms (``PE_IO_SLICE_NS``), asks for a
    preemption; the preempted G passes through the hub, which polls (``_park.yield_preempted``).
-   So a request that arrives while CPU-bound goroutines run waits about a millisecond, not
+   So a request that arrives while CPU-bound goroutines run waits about 0.5 ms, not
    whole slices. Several Gs woken in one poll keep the order epoll reported them in; when
-   others wait behind the first, a timer 1 ms ahead (``IO_SLICE``) ends its turn if it
+   others wait behind the first, a timer 0.5 ms ahead (``IO_SLICE``) ends its turn if it
    computes (a heavy request), so the next woken G (a light one) is not held up for a slice.
 """
 
@@ -62,7 +62,7 @@ from ._timers import add_timer
 READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
 SWEEP_EVERY = 0.05      # seconds between looks for watched fds closed under their waiters
-IO_SLICE = 0.001        # seconds a G woken by I/O runs before the next woken one (invariant 6)
+IO_SLICE = 0.0005       # seconds a G woken by I/O runs before the next woken one (invariant 6)
 
 
 def _io_slice_over(_: Any) -> None:

@@ -6,9 +6,10 @@ gevent (``StreamServer``), asyncio (``asyncio.start_server``) and threads (the s
 (Debian package ``wrk``) — keeps HEAVY_CONNS connections busy on ``/heavy`` (~20 ms of pure
 Python per request, the same loop everywhere) and meanwhile measures ``/light`` over
 LIGHT_CONNS connections: its p50/p90/p99 latency and requests/s, and the heavy requests/s
-(the CPU work done meanwhile). Cooperative servers (gevent, asyncio) answer a light request
+(the CPU work done meanwhile). With two or more CPUs, wrk is held to one of them.
+Cooperative servers (gevent, asyncio) answer a light request
 only when the heavy work in front of it has finished; threads pay the GIL's 5 ms switch
-interval; preempt preempts the heavy handlers about 1 ms after a request arrives
+interval; preempt preempts the heavy handlers about 0.5 ms after a request arrives
 (``_runtime/_netpoll.py`` invariant 6).
 """
 
@@ -70,12 +71,32 @@ def parse_wrk(out: str) -> Dict[str, Any]:
     return r
 
 
+def _cpus() -> tuple:
+    """(the server's CPUs, wrk's CPUs). wrk is held to one CPU, so that the load generator
+    cannot take more than one core; the server may use every CPU, as a server would (only
+    preempt has a second thread that needs one: its monitor, like Go's sysmon)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None, None
+    if len(cpus) < 2:
+        return None, None
+    return None, {cpus[0]}
+
+
+def _pin(cpus: Optional[set]) -> Any:
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 def _one(kind: str, iters: int, seconds: float) -> Dict[str, Any]:
     port = _free_port()
     env = dict(os.environ)
+    srv_cpus, wrk_cpus = _cpus()
     srv = subprocess.Popen([sys.executable, "-m", "preempt.bench.http._server", kind, str(port),
                             str(iters)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, env=env)
+                           text=True, env=env, preexec_fn=_pin(srv_cpus))
     try:
         line = srv.stdout.readline() if srv.stdout else ""
         if line.strip() != "ready":
@@ -84,11 +105,13 @@ def _one(kind: str, iters: int, seconds: float) -> Dict[str, Any]:
         url = f"http://127.0.0.1:{port}"
         heavy = subprocess.Popen(["wrk", "-t1", f"-c{HEAVY_CONNS}", f"-d{seconds + 2:g}s",
                                   "--timeout", "10s", url + "/heavy"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 preexec_fn=_pin(wrk_cpus))
         time.sleep(1.0)                     # the heavy load is on
         light = subprocess.run(["wrk", "-t1", f"-c{LIGHT_CONNS}", f"-d{seconds:g}s", "--latency",
                                 "--timeout", "10s", url + "/light"],
-                               capture_output=True, text=True, timeout=seconds + 30)
+                               capture_output=True, text=True, timeout=seconds + 30,
+                               preexec_fn=_pin(wrk_cpus))
         hout, _ = heavy.communicate(timeout=seconds + 30)
         res = parse_wrk(light.stdout)
         res["heavy_rps"] = parse_wrk(hout).get("rps")
