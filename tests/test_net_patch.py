@@ -236,3 +236,23 @@ def test_patched_calls_outside_goroutines_are_the_originals(patched):
     assert a.recv(1) == b"x"
     a.close()
     b.close()
+
+
+def test_patched_select_rejects_bad_timeouts_as_the_stdlib_does(in_run, patched):
+    def main():
+        a, b = psocket.socketpair()
+        for bad in (-1, float("nan")):
+            with pytest.raises(ValueError):
+                select.select([a], [], [], bad)
+        with pytest.raises((OverflowError, ValueError)):
+            select.select([a], [], [], float("inf"))
+        with pytest.raises((OverflowError, ValueError)):
+            select.select([a], [], [], 1e300)
+        with pytest.raises(ValueError):
+            a.settimeout(float("nan"))
+        with pytest.raises(ValueError):
+            time.sleep(-1)
+        a.close()
+        b.close()
+
+    in_run(main)

@@ -110,7 +110,9 @@ def _park_until_any(fds: List[Tuple[int, int]], timeout: Optional[float]) -> boo
 
 def _green_select(rlist: Any, wlist: Any, xlist: Any, timeout: Optional[float] = None) -> tuple:
     """``select.select`` that parks a goroutine (rule 1: the original elsewhere)."""
-    if _here() is None:
+    if _here() is None or (timeout is not None and not 0 <= timeout <= 9e9):
+        # elsewhere, or a negative, NaN or out-of-range timeout: the stdlib's call, which
+        # raises its own ValueError or OverflowError for those (9e9 s: its int64 ns limit)
         return _orig_select(rlist, wlist, xlist, timeout)
     got = _orig_select(rlist, wlist, xlist, 0)   # the stdlib's checks, errors and format
     if got[0] or got[1] or got[2] or timeout == 0:
