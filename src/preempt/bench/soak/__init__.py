@@ -28,7 +28,8 @@ What runs, side by side:
    The SIGUSR1 handler raises :class:`SoakSignal` wherever CPython runs it; the runtime routes it
    to main (``_runtime/_signals.py``), which catches and counts it. One signal is in flight at a
    time (the sender waits for main's acknowledgement on a pipe), because the kernel and CPython
-   both merge a signal sent twice before its handler ran. Sent == caught; one caught by a worker
+   both merge a signal sent twice before its handler ran. The first is sent once main has
+   entered the loop that catches them. Sent == caught; one caught by a worker
    is a failure. The SIGUSR2 handler only counts.
 5. **fork**: every few seconds a goroutine calls ``os.fork()``. The child, a copy of the whole
    program, checks that ``sleep``, a channel round trip and a ``select`` timeout work in the

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ._books import (ACK_DEADLINE, DRAIN_DEADLINE, EARLY_TOL, FORK_DEADLINE, WATCHDOG_SLACK, _ACK,
                      SoakSignal, _check_books, _State)
@@ -28,8 +28,29 @@ from ._workload import (_batcher, _Box, _closer, _consumer, _cpu, _eventer, _for
 # --- 4. signals ---------------------------------------------------------------------------------
 
 def _sender(st: _State, rng: random.Random) -> None:
-    """OS thread: one signal at a time, each acknowledged (or lost after ACK_DEADLINE)."""
-    seq, acked, buf = 0, set(), b""
+    """OS thread: one signal at a time, each acknowledged (or lost after ACK_DEADLINE). The
+    first is sent only after main acknowledged number 0 from inside its ``try`` (see _main):
+    before that a signal could land where no program would catch it."""
+    acked: set = set()
+    buf = [b""]
+
+    def wait_ack(seq: int, deadline: float) -> bool:
+        while seq not in acked:
+            left = deadline - time.monotonic()
+            if left <= 0 or (seq == 0 and st.sender_stop):
+                return False
+            if _select.select([st.ack_r], [], [], min(left, 0.1))[0]:
+                b = buf[0] + os.read(st.ack_r, 4096)
+                whole = len(b) - len(b) % 8
+                acked.update(x for (x,) in _ACK.iter_unpack(b[:whole]))
+                buf[0] = b[whole:]
+        return True
+
+    if not wait_ack(0, time.monotonic() + ACK_DEADLINE):
+        if not st.sender_stop:
+            st.fail("main did not reach its signal loop")
+        return
+    seq = 0
     while not st.sender_stop:
         time.sleep(rng.uniform(0.002, 0.05))
         if st.sender_stop:
@@ -40,17 +61,8 @@ def _sender(st: _State, rng: random.Random) -> None:
         st.sent_at[seq] = time.perf_counter()
         st.sig_sent[name].append(seq)
         os.kill(st.pid, getattr(signal, name))
-        deadline = time.monotonic() + ACK_DEADLINE
-        while seq not in acked:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                st.sig_lost.append(seq)
-                break
-            if _select.select([st.ack_r], [], [], left)[0]:
-                buf += os.read(st.ack_r, 4096)
-                whole = len(buf) - len(buf) % 8
-                acked.update(x for (x,) in _ACK.iter_unpack(buf[:whole]))
-                buf = buf[whole:]
+        if not wait_ack(seq, time.monotonic() + ACK_DEADLINE):
+            st.sig_lost.append(seq)
 
 
 def _on_usr1(st: _State) -> Any:
@@ -209,7 +221,7 @@ def _main(st: _State, kern: Any, expect: Dict[int, int]) -> Dict[str, Any]:
     waits: collections.Counter = collections.Counter()     # main's waits interrupted, by kind
     tried: collections.Counter = collections.Counter()
     kinds = ("sleep", "Event.wait", "select", "join", "gosched", "own code")
-    to_ack = None
+    to_ack: Optional[int] = 0         # 0: "main is in its try", the sender's start
     done = False
     while not done:
         # Two loops: the inner one's back-edge is inside the try. A signal's exception may
