@@ -119,3 +119,15 @@ print("OK")
 
 def test_sysmon_start_stop_misuse(child):
     assert child(TWICE).startswith("OK")
+
+
+def test_the_runtime_names_the_request_reasons_the_core_makes():
+    # _preempt.REASON_* are the hook's copies of preempt.h's PE_REASON_* (netpoll invariant 6
+    # tells a slice's end from a timer or I/O request by them)
+    import pytest
+
+    core = pytest.importorskip("preempt._core")
+    from preempt._runtime import _preempt
+
+    got = {n: getattr(core.lib, "PE_" + n) for n in ("REASON_SLICE", "REASON_TIMER", "REASON_IO")}
+    assert got == {n: getattr(_preempt, n) for n in got}

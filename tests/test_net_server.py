@@ -3,6 +3,7 @@ and an accept loop that CPU-bound handlers do not starve (``src/preempt/net.py``
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -225,3 +226,58 @@ def test_io_preempts_a_computing_goroutine_even_with_an_hour_long_slice():
     assert res["light"] == b"L"
     assert res["light_done"] < res["heavy_done"], "the light request waited for a heavy one"
     assert res["io_requests"] > 0
+
+
+def test_an_io_woken_goroutine_cut_short_by_a_timer_keeps_its_place():
+    # netpoll invariant 6: the I/O-slice timer armed when two Gs wake is meant for the first;
+    # when that one parks early, it lands on the second just after it started. That G must go
+    # back ahead of the preempted Gs, not to the tail behind them: with the slice at an hour,
+    # there it would wait for both heavy Gs to finish (1 s).
+    from preempt._runtime import _park
+
+    log = []            # the compute Gs, in the order they got the CPU
+    cell = [None]
+    res = {}
+    pairs = [psocket.socketpair() for _ in range(2)]
+
+    def mark(me):
+        if cell[0] != me:
+            cell[0] = me
+            log.append(me)
+
+    def compute(me, t_end):
+        while time.monotonic() < t_end:
+            mark(me)
+
+    def woken(me, sock, seconds):
+        sock.recv(1)                             # parked on the fd until the thread writes
+        with preempt.no_preempt():
+            mark(me)
+            s = _park.sched
+            n0 = s.npreempt
+        compute(me, time.monotonic() + seconds)
+        with preempt.no_preempt():
+            res[me] = s.npreempt - n0
+            log.append(me + " done")
+
+    def send_both():
+        for _, b in pairs:
+            b.send(b"x")
+
+    def main():
+        t_end = time.monotonic() + 1.0
+        gs = [preempt.go(woken, "A", pairs[0][0], 0.0003),
+              preempt.go(woken, "L", pairs[1][0], 0.003),
+              preempt.go(compute, "H1", t_end), preempt.go(compute, "H2", t_end)]
+        threading.Timer(0.05, send_both).start()
+        for g in gs:
+            g.join()
+
+    preempt.run(main, slice=3600)
+    for p in pairs:
+        for sock in p:
+            sock.close()
+    first = "L" if res["L"] else "A"             # whichever the timer landed on
+    assert res[first] >= 1, (res, log)
+    between = log[log.index(first):log.index(first + " done")]
+    assert "H1" not in between and "H2" not in between, log    # A may run there: it woke too

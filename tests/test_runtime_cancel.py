@@ -481,6 +481,9 @@ class _OneRequest:
         self.asked += 1
         return self._s.consumed_seq + (1 if self.asked == 1 else 0)
 
+    def req_reason(self):
+        return 1                            # REASON_SLICE
+
     def ack(self, seq):
         pass
 

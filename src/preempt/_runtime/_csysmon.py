@@ -175,6 +175,9 @@ class CoreMonitor(NullMonitor):
                 del self.stuck[:-_STUCK_KEEP]
         return seq
 
+    def req_reason(self) -> int:
+        return self.sh.req_reason
+
     def ack(self, seq: int) -> None:
         sh = self.sh
         # req_ns first: once ack_seq is stored, sysmon may make the next request at any moment

@@ -76,7 +76,8 @@ class Goroutine:
     __slots__ = (
         "id", "name", "fn", "args", "kwargs", "glet", "state", "wait_reason", "blocker",
         "result", "exc", "joiners", "preemptible", "nopreempt", "preempt_pending",
-        "wake_exc", "pending_exc", "locals", "waiter", "reporter", "scopes", "__weakref__",
+        "wake_exc", "pending_exc", "locals", "waiter", "reporter", "scopes", "io_turn",
+        "__weakref__",
     )
 
     def __init__(self, fn: Any, args: tuple, kwargs: dict, name: Optional[str],
@@ -102,6 +103,7 @@ class Goroutine:
         self.waiter: Any = None          # cached Waiter for plain Chan send/recv (chan.py)
         self.reporter: Optional[ExcReporter] = None   # invariant 6: an unretrieved exception
         self.scopes: Optional[list] = None   # the cancel scopes it is in, outermost first
+        self.io_turn = False             # woken by I/O, not preempted since (_netpoll.py 6)
 
     def __repr__(self) -> str:
         return f"<Goroutine {self.id} {self.name!r} {self.state}>"

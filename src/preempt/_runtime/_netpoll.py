@@ -44,6 +44,11 @@ Invariants:
    whole slices. Several Gs woken in one poll keep the order epoll reported them in; when
    others wait behind the first, a timer 0.5 ms ahead (``IO_SLICE``) ends its turn if it
    computes (a heavy request), so the next woken G (a light one) is not held up for a slice.
+   A timer or I/O request can also land on a woken G that has only just started (that timer
+   may have been meant for the G before it): an I/O-woken G preempted by one in its first turn
+   (``g.io_turn``; not at the end of a slice) goes back ahead of the preempted Gs, behind the
+   woken ones that have not run yet (``_park.yield_preempted(front=True)``). Only once per
+   wake: a heavy request gets two turns at most before it queues behind the others.
 """
 
 from __future__ import annotations
@@ -266,6 +271,7 @@ class Poller:
                     g = w.g
                     g.state = _park.RUNNABLE           # invariant 6: the front of the queue
                     g.blocker = None
+                    g.io_turn = True
                     woke.append(g)
                     n += 1
         if woke:

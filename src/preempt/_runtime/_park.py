@@ -197,21 +197,32 @@ def gosched() -> None:
             exc = None          # no frame -> exception -> traceback -> frame cycle
 
 
-def yield_preempted(s: Any, g: Any) -> None:
+def yield_preempted(s: Any, g: Any, front: bool = False) -> None:
     """The preemption hook's way out: like gosched() but counted. Python-level handler only.
 
-    When fds are watched it goes through the hub, which polls them first: a G that a ready fd
-    wakes then runs next (``runnext``), before the run queue. A G preempted at the end of its
-    slice has run for a whole slice, so this costs one ``epoll_wait(0)`` per slice, and it is
-    what keeps CPU-bound goroutines from delaying an accept loop or a light request by up to
-    ``_POLL_EVERY`` slices (``net.py`` rule 6)."""
+    The G goes to the tail of the run queue; with ``front`` (an I/O-woken G cut short in its
+    first turn, ``_netpoll.py`` invariant 6) ahead of the preempted Gs instead, behind the
+    I/O-woken Gs that have not run yet, and through the hub, which runs the due timer.
+
+    When fds are watched it goes through the hub, which polls them first: the Gs a ready fd
+    wakes go to the front of the run queue. A G preempted at the end of its slice has run for a
+    whole slice, so this costs one ``epoll_wait(0)`` per slice, and it is what keeps CPU-bound
+    goroutines from delaying an accept loop or a light request by up to ``_POLL_EVERY`` slices
+    (``net.py`` rule 6)."""
     if g.pending_exc is not None:
         raise_pending(g)
     s.npreempt += 1
     g.state = RUNNABLE
     g.wait_reason = None
-    s.runq.append(g)
-    if s.npoll:
+    q = s.runq
+    if front:
+        i, n = 0, len(q)
+        while i < n and q[i].io_turn:
+            i += 1
+        q.insert(i, g)
+    else:
+        q.append(g)
+    if s.npoll or front:
         s.tick += 1
         s.cur = None
         s.hub.switch()

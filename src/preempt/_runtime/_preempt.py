@@ -59,6 +59,11 @@ from greenlet import getcurrent
 
 from . import _park
 
+# Why the monitor made a request: its req_reason() (the C core's PE_REASON_*, preempt.h).
+REASON_SLICE = 1        # the G used its slice
+REASON_TIMER = 2        # a timer is due while the G computes
+REASON_IO = 3           # an fd became ready while the G computes
+
 # The interpreter's own settrace/gettrace: _trace.py wraps the sys ones while run() runs.
 _orig_settrace = sys.settrace
 _orig_gettrace = sys.gettrace
@@ -229,11 +234,16 @@ def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None) -> None:
         g.preempt_pending = True                    # not consumed: a re-send re-checks
         s.ndeferred += 1
         return
+    # netpoll invariant 6: an I/O-woken G cut short by a timer or I/O request in its first
+    # turn keeps its place ahead of the preempted Gs (read before the ack: after it, sysmon
+    # may make the next request)
+    front = g.io_turn and mon.req_reason() != REASON_SLICE
+    g.io_turn = False
     s.consumed_seq = seq
     mon.ack(seq)
     g.preempt_pending = False
     try:
-        _park.yield_preempted(s, g)
+        _park.yield_preempted(s, g, front)
     except BaseException as e:       # an interrupt for the G (Cancelled, GreenletExit, ...)
         g = None                     # the traceback keeps this frame: no exc -> G cycle
         if raise_later(frame, e):

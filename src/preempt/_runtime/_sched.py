@@ -607,6 +607,7 @@ def go_first(fn: Callable[..., Any], *args: Any, name: Optional[str] = None) -> 
     I/O just brought, such as a connection the accept loop took (``_netpoll.py`` invariant
     6: it runs ahead of the goroutines that were preempted). Runtime code in a G."""
     g = go(fn, *args, name=name)
+    g.io_turn = True
     q = _park.sched.runq
     if q and q[-1] is g:
         q.pop()

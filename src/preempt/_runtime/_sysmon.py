@@ -16,6 +16,8 @@ preemption:
                             when no timer is pending (published when the heap's top changes)
 ``req_seq() -> int``        number of the latest request; ``_preempt_hook`` compares it with the
                             scheduler's ``consumed_seq`` and ignores stale ones
+``req_reason() -> int``     why the latest request was made (``_preempt.REASON_*``; a monitor
+                            that cannot tell says ``REASON_SLICE``); read before ``ack``
 ``ack(seq)``                the hook consumed request ``seq`` (the C monitor stops re-sending)
 ``want_hub()``/``hub_done``  a signal handler queued work for the hub / the hub took it (the C
                             monitor counts it as runnable work, so it preempts for it)
@@ -80,6 +82,9 @@ class NullMonitor:
 
     def req_seq(self) -> int:
         return 0
+
+    def req_reason(self) -> int:
+        return _preempt.REASON_SLICE
 
     def ack(self, seq: int) -> None:
         pass
