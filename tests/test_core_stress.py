@@ -68,20 +68,27 @@ STW_TIMEOUT = """
 import sys, threading, time
 from _childlib import *
 lib = load(sys.argv[1]); preempt.preemptible(lib)
-spinner = Worker(lambda: lib.pe_test_spin(1_000_000))
+# 150 ms per native call: between calls the spinner waits for the GIL (py-busy holds it for
+# 5 ms switch intervals), which is no safe-point; with 1.6 ms calls it spent most of its time
+# there, and under load stop_the_world timed out on it instead of py-busy (seen in CI).
+spinner = Worker(lambda: lib.pe_test_spin(100_000_000))
 stop = threading.Event()
 def pyloop():
     threads.current(); ready.set()
     while not stop.is_set(): pass
-ready = threading.Event(); t = threading.Thread(target=pyloop, name="py-busy"); t.start(); ready.wait()
+ready = threading.Event()
+t = threading.Thread(target=pyloop, name="py-busy", daemon=True)   # never holds up the exit
+t.start(); ready.wait()
 try:
-    with threads.stop_the_world(timeout=0.3):
-        raise AssertionError("should not stop a thread running Python")
-except preempt.SuspendTimeout as e:
-    assert "py-busy" in str(e), e
-# everything already stopped was resumed
-assert not spinner.handle.is_suspended
-stop.set(); t.join(); spinner.stop()
+    try:
+        with threads.stop_the_world(timeout=0.3):
+            raise AssertionError("should not stop a thread running Python")
+    except preempt.SuspendTimeout as e:
+        assert "py-busy" in str(e), e
+    # everything already stopped was resumed
+    assert not spinner.handle.is_suspended
+finally:
+    stop.set(); t.join(10); spinner.stop()
 print("OK")
 """
 

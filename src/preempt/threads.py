@@ -281,8 +281,8 @@ def stop_the_world(timeout: Optional[float] = None) -> ContextManager[List[Threa
         TypeError: ``timeout`` is not None or a number, or is a bool (raised by the call).
         ValueError: ``timeout`` is NaN or negative (raised by the call).
         SuspendTimeout: some thread did not park in time (raised on entering); those already
-            parked are resumed before this is raised, and the message names the ones that did
-            not.
+            parked are resumed before this is raised, and the message names the first one
+            that did not (threads are stopped one after another).
     """
     return _stop_the_world(check_timeout(timeout, "preempt.threads.stop_the_world()"))
 
