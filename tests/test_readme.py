@@ -30,3 +30,19 @@ def test_networking_example_runs(child):
     code = text[start + len("```python\n"):text.index("```", start + 10)]
     out = child(code, timeout=60)
     assert out.strip() == "echoed b'ping'", out
+
+
+def test_pytest_example_runs(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    text = README.read_text()
+    start = text.index("```python\n# test_pipeline.py\n")
+    (tmp_path / "test_pipeline.py").write_text(
+        text[start + len("```python\n"):text.index("```", start + 10)])
+    env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
+                        "preempt.pytest_plugin", "test_pipeline.py"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "1 passed" in p.stdout, p.stdout + p.stderr
