@@ -46,3 +46,14 @@ def test_pytest_example_runs(tmp_path):
                         "preempt.pytest_plugin", "test_pipeline.py"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "1 passed" in p.stdout, p.stdout + p.stderr
+
+
+def test_gevent_example_runs(child):
+    import pytest
+
+    pytest.importorskip("gevent")
+    text = README.read_text()
+    start = text.index("```python\nimport time\nimport gevent\nimport preempt.gevent")
+    code = text[start + len("```python\n"):text.index("```", start + 10)]
+    out = child(code, timeout=60)
+    assert out.strip() == "heartbeat ticks while 4 greenlets computed: True", out

@@ -65,7 +65,10 @@ _MISSING = object()
 _orig_sleep = _time_mod.sleep
 _orig_select = _select.select
 _orig_poll = _select.poll
-_orig_epoll_select = _selectors.EpollSelector.select
+# gevent's monkey.patch_all() removes EpollSelector (and PollSelector) from selectors: preempt
+# must still import after it
+_Epoll = getattr(_selectors, "EpollSelector", None)
+_orig_epoll_select = _Epoll.select if _Epoll is not None else None
 
 
 def _set(owner: Any, name: str, value: Any) -> None:
@@ -234,9 +237,12 @@ def patch(socket: bool = True, ssl: bool = True, time: bool = True, select: bool
         _set(_select, "poll", _GreenPoll)
     if selectors and not _done.get("selectors"):
         _done["selectors"] = True
-        _set(_selectors.EpollSelector, "select", _epoll_select)
-        _set(_selectors.PollSelector, "_selector_cls", _GreenPoll)
-        _set(_selectors.SelectSelector, "_select", staticmethod(_green_select))
+        if _Epoll is not None and _selectors.__dict__.get("EpollSelector") is _Epoll:
+            _set(_Epoll, "select", _epoll_select)
+        if hasattr(_selectors, "PollSelector"):
+            _set(_selectors.PollSelector, "_selector_cls", _GreenPoll)
+        if hasattr(_selectors, "SelectSelector"):
+            _set(_selectors.SelectSelector, "_select", staticmethod(_green_select))
 
 
 def unpatch() -> None:

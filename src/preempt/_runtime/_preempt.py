@@ -321,12 +321,17 @@ def _no_trace(frame: FrameType, event: str, arg: Any) -> None:
     return None
 
 
+_green: Any = None      # preempt.gevent while enabled: no_preempt() counts greenlets there
+_GREEN = object()       # no_preempt._g of a block counted by preempt.gevent
+
+
 class no_preempt:
     """Context manager: the running goroutine is not preempted inside the block.
 
     Blocking operations still switch (a ``recv()`` inside the block parks as usual); only the
     time-slice preemption is held back, and taken when the outermost block exits. Outside a
-    goroutine it does nothing.
+    goroutine it does nothing, except under ``preempt.gevent.enable()``, where it holds back
+    the preemption of the running greenlet the same way.
 
     Example::
 
@@ -342,14 +347,22 @@ class no_preempt:
         g = s.cur if s is not None else None
         if g is not None and g.glet is not getcurrent():
             g = None
+        if g is None:
+            gm = _green
+            self._g = _GREEN if gm is not None and gm.nopreempt_enter() else None
+            return self
         self._g = g
-        if g is not None:
-            g.nopreempt += 1
+        g.nopreempt += 1
         return self
 
     def __exit__(self, *exc: Any) -> None:
         g = self._g
         if g is None:
+            return
+        if g is _GREEN:
+            gm = _green
+            if gm is not None:
+                gm.nopreempt_exit()
             return
         g.nopreempt -= 1
         if g.nopreempt == 0 and g.preempt_pending and exc[0] is None:

@@ -1,0 +1,209 @@
+"""preempt.gevent (``src/preempt/gevent.py``): preemption inside unmodified gevent programs.
+Every scenario runs in a child process (signals, gevent's hub, monkey-patching)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("gevent")
+pytestmark = pytest.mark.timeout(120)
+
+HEARTBEAT = """
+import sys, time
+patch = sys.argv[1] == "patch"
+if patch:
+    from gevent import monkey; monkey.patch_all()
+import gevent
+import preempt.gevent as pg
+on = sys.argv[2] == "on"
+if on:
+    pg.enable(slice=0.002)
+ticks = []
+def heartbeat():
+    while True:
+        ticks.append(time.monotonic())
+        gevent.sleep(0.001)
+def cpu():
+    t_end = time.monotonic() + 0.4
+    while time.monotonic() < t_end:      # pure Python, never yields by itself
+        pass
+hb = gevent.spawn(heartbeat)
+gevent.sleep(0.01)
+t0 = time.monotonic()
+gevent.joinall([gevent.spawn(cpu) for _ in range(4)])
+t1 = time.monotonic()
+hb.kill()
+print(sum(t0 < t < t1 for t in ticks), pg.stats()["preemptions"])
+"""
+
+
+@pytest.mark.parametrize("patch", ["nopatch", "patch"])
+def test_a_heartbeat_ticks_while_four_greenlets_compute(child, patch):
+    on_ticks, on_pre = map(int, child(HEARTBEAT, patch, "on").split())
+    off_ticks, off_pre = map(int, child(HEARTBEAT, patch, "off").split())
+    assert off_ticks <= 1 and off_pre == 0, (off_ticks, off_pre)    # gevent alone: frozen
+    assert on_ticks >= 5 and on_pre >= 5, (on_ticks, on_pre)
+
+
+STREAM_SERVER = """
+import socket, threading, time
+from gevent.server import StreamServer
+import preempt.gevent as pg
+pg.enable(slice=0.005)
+done = {}
+def handler(conn, addr):
+    if conn.recv(5) == b"heavy":
+        t_end = time.monotonic() + 1.0
+        while time.monotonic() < t_end:
+            pass
+        done["heavy"] = time.monotonic()
+        conn.sendall(b"H")
+    else:
+        conn.sendall(b"L")
+srv = StreamServer(("127.0.0.1", 0), handler)
+srv.start()
+port = srv.address[1]
+def client():                            # a real OS thread: gevent is not patched here
+    h = socket.create_connection(("127.0.0.1", port)); h.sendall(b"heavy")
+    time.sleep(0.1)
+    with socket.create_connection(("127.0.0.1", port)) as c:
+        c.sendall(b"light")
+        done["light_reply"] = c.recv(1)
+        done["light"] = time.monotonic()
+    h.recv(1); h.close()
+t = threading.Thread(target=client); t.start()
+import gevent
+while t.is_alive():
+    gevent.sleep(0.01)
+srv.stop()
+assert done["light_reply"] == b"L", done
+assert done["light"] < done["heavy"], "the light request waited for the heavy handler"
+print("OK")
+"""
+
+
+def test_an_unmodified_stream_server_answers_while_a_handler_computes(child):
+    assert child(STREAM_SERVER).strip() == "OK"
+
+
+KILL_AND_NOPREEMPT = """
+import time
+import gevent
+import preempt, preempt.gevent as pg
+pg.enable(slice=0.002)
+log = []
+def spinner():
+    try:
+        while True:                      # gevent.kill must reach the finally (3.11/3.12 too)
+            pass
+    finally:
+        log.append("finally")
+g = gevent.spawn(spinner)
+gevent.sleep(0.05)                       # main runs again only because spinner was preempted
+g.kill(block=True, timeout=5)
+assert log == ["finally"], log
+ticks = []
+def heartbeat():
+    while True:
+        ticks.append(time.monotonic()); gevent.sleep(0.001)
+def guarded(out):
+    with preempt.no_preempt():
+        t0 = time.monotonic()
+        while time.monotonic() < t0 + 0.2:
+            pass
+        out.append((t0, time.monotonic()))
+hb = gevent.spawn(heartbeat)
+gevent.sleep(0.01)
+out = []
+gevent.spawn(guarded, out).join()
+gevent.sleep(0.02)
+hb.kill()
+t0, t1 = out[0]
+inside = [t for t in ticks if t0 < t < t1]
+assert not inside, f"{len(inside)} ticks inside no_preempt()"
+assert pg.stats()["deferred"] >= 1, pg.stats()
+assert any(t > t1 for t in ticks)       # the heartbeat goes on after the block
+print("OK")
+"""
+
+
+def test_kill_reaches_finally_and_no_preempt_holds_the_greenlet(child):
+    assert child(KILL_AND_NOPREEMPT).strip() == "OK"
+
+
+BLOCKED_REPORT = """
+import ctypes, sys
+import gevent
+import preempt.gevent as pg
+lib = ctypes.PyDLL(sys.argv[1])          # PyDLL: the call keeps the GIL, like a C extension
+lib.pe_test_spin.argtypes = [ctypes.c_long]
+pg.enable(slice=0.005, report_after=0.05)
+def holds_the_gil():
+    lib.pe_test_spin(100_000_000)        # ~150 ms of C code
+    x = 0
+    for i in range(1000):                # the next safe-point takes the late request
+        x += i
+gevent.spawn(holds_the_gil).join()
+r = pg.reports()
+assert r and r[0]["ms"] >= 50, r
+assert "holds_the_gil" in r[0]["stack"], r[0]["stack"]
+print("OK")
+"""
+
+
+def test_a_greenlet_that_holds_the_gil_is_reported_with_its_stack(child, torture_lib):
+    out = child(BLOCKED_REPORT, torture_lib["path"])
+    assert out.strip() == "OK", out
+
+
+MISUSE = """
+import math, threading
+import preempt, preempt.gevent as pg
+for bad, exc in ((0, ValueError), (-1, ValueError), (math.nan, ValueError), (math.inf, ValueError),
+                 ("0.01", TypeError), (True, TypeError)):
+    try:
+        pg.enable(slice=bad)
+    except exc as e:
+        assert "slice" in str(e), e
+    else:
+        raise AssertionError(f"enable(slice={bad!r}) was accepted")
+    assert not pg.enabled()
+try:
+    pg.enable(report_after=-1)
+except ValueError as e:
+    assert "report_after" in str(e)
+errs = []
+t = threading.Thread(target=lambda: errs.append(_try(pg.enable)))
+def _try(fn):
+    try:
+        fn()
+    except preempt.PreemptError as e:
+        return str(e)
+t.start(); t.join()
+assert errs and "main thread" in errs[0], errs
+def in_run():
+    try:
+        pg.enable()
+    except preempt.PreemptError as e:
+        return str(e)
+assert "preempt.run()" in preempt.run(in_run)
+pg.disable(); pg.disable()               # idempotent when off
+pg.enable(0.01); pg.enable(0.02)         # again: a new slice
+assert pg.enabled()
+pg.disable()
+assert not pg.enabled()
+def after():                             # preempt.run() works once the bridge is off
+    return "ran"
+assert preempt.run(after) == "ran"
+print("OK")
+"""
+
+
+def test_enable_rejects_bad_arguments_and_misuse(child):
+    assert child(MISUSE).strip() == "OK"
+
+
+def test_preempt_imports_after_gevent_patched_everything(child):
+    code = ("from gevent import monkey; monkey.patch_all()\n"
+            "import preempt\npreempt.patch(); preempt.unpatch()\nprint('OK')")
+    assert child(code).strip() == "OK"
