@@ -109,3 +109,15 @@ def test_bad_options_give_clear_errors(tmp_path):
     assert p.returncode == 2 and "--n must be at least 1000" in p.stderr
     p = _bench(tmp_path, "--quick", "--full")
     assert p.returncode == 2 and "not allowed with" in p.stderr
+
+
+def test_aio_benchmark_reports_the_three_ways(tmp_path):
+    p = _bench(tmp_path, "--only", "aio", "--quick", timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    res = json.loads(next(tmp_path.glob("*/results.json")).read_text())["aio"]
+    kinds = res["kinds"]
+    assert set(kinds) == {"preempt.aio.run", "asyncio.to_thread", "inline"}, kinds
+    assert "1 ms ticker's lateness" in p.stdout and "preempt.aio.run" in p.stdout
+    # behaviour, not speed: inline work freezes the loop, preempt.aio keeps it ticking
+    assert kinds["inline"][0]["ticks"] == 0, kinds["inline"]
+    assert kinds["preempt.aio.run"][0]["ticks"] > 10, kinds["preempt.aio.run"]

@@ -7,27 +7,28 @@ from pathlib import Path
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_goroutine_example_runs(child):
+def _example(first_lines: str) -> str:
+    """The README's code block that starts with ``first_lines``."""
     text = README.read_text()
-    start = text.index("```python\nimport time\nimport preempt")
-    code = text[start + len("```python\n"):text.index("```", start + 10)]
+    start = text.index("```python\n" + first_lines)
+    return text[start + len("```python\n"):text.index("```", start + 10)]
+
+
+def test_goroutine_example_runs(child):
+    code = _example("import time\nimport preempt")
     out = child(code, timeout=120)
     assert out.startswith("100 ticks, worst"), out
 
 
 def test_cancellation_example_runs(child):
-    text = README.read_text()
-    start = text.index("```python\nimport preempt\n\ndef search(target)")
-    code = text[start + len("```python\n"):text.index("```", start + 10)]
+    code = _example("import preempt\n\ndef search(target)")
     out = child(code, timeout=120)
     assert out.startswith("gave up: the block did not finish within its timeout of 0.2 s"), out
     assert out.splitlines()[1] == "499999500000 3", out
 
 
 def test_networking_example_runs(child):
-    text = README.read_text()
-    start = text.index("```python\nimport preempt\nfrom preempt import socket, ssl")
-    code = text[start + len("```python\n"):text.index("```", start + 10)]
+    code = _example("import preempt\nfrom preempt import socket, ssl")
     out = child(code, timeout=60)
     assert out.strip() == "echoed b'ping'", out
 
@@ -37,10 +38,7 @@ def test_pytest_example_runs(tmp_path):
     import subprocess
     import sys
 
-    text = README.read_text()
-    start = text.index("```python\n# test_pipeline.py\n")
-    (tmp_path / "test_pipeline.py").write_text(
-        text[start + len("```python\n"):text.index("```", start + 10)])
+    (tmp_path / "test_pipeline.py").write_text(_example("# test_pipeline.py\n"))
     env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
                         "preempt.pytest_plugin", "test_pipeline.py"], cwd=tmp_path, env=env,
@@ -52,8 +50,12 @@ def test_gevent_example_runs(child):
     import pytest
 
     pytest.importorskip("gevent")
-    text = README.read_text()
-    start = text.index("```python\nimport time\nimport gevent\nimport preempt.gevent")
-    code = text[start + len("```python\n"):text.index("```", start + 10)]
+    code = _example("import time\nimport gevent\nimport preempt.gevent")
     out = child(code, timeout=60)
     assert out.strip() == "heartbeat ticks while 4 greenlets computed: True", out
+
+
+def test_aio_example_runs(child):
+    code = _example("import asyncio\nimport preempt.aio")
+    out = child(code, timeout=60)
+    assert out.strip() == "[9592, 9592] ticker kept running: True", out

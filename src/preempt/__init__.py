@@ -60,9 +60,10 @@ from ._runtime import _hotpath as _hotpath
 
 
 def __getattr__(name: str):
-    # preempt.net, preempt.socket and preempt.ssl import ssl: loaded on first use, so that
-    # `import preempt` stays light
-    if name in ("net", "socket", "ssl"):
+    # preempt.net, preempt.socket and preempt.ssl import ssl, preempt.aio asyncio: loaded on
+    # first use, so that `import preempt` stays light (preempt.gevent imports gevent only in
+    # enable())
+    if name in ("net", "socket", "ssl", "aio", "gevent"):
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")

@@ -38,25 +38,21 @@ switch; the handler on the main thread, in whichever greenlet CPython runs it.
 
 from __future__ import annotations
 
-import math
-import signal
-import sys
-import time
-import traceback
 from types import FrameType
-from typing import Any, Dict, List, Optional
-from weakref import WeakKeyDictionary
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional
 
 from greenlet import getcurrent, gettrace, settrace
 
-from ._errors import PreemptError, Unavailable
+from ._bridge import SlotMonitor, held, positive_seconds
 
-REPORT_KEEP = 100       # blocked-hub reports kept
-# The yield: a 1 us timer, not sleep(0). gevent.sleep(0) only queues a callback, and with
-# several computing greenlets the hub then runs callbacks without its loop reaching timers and
-# I/O (a heartbeat ticked twice in 0.3 s); a timer makes the switch go through the loop.
+# The yield: the preempted greenlet joins a FIFO, and one 1 us timer releases one greenlet of
+# it per loop iteration. gevent.sleep(0) only queues a callback: with several computing
+# greenlets the hub then runs callbacks without its loop reaching timers and I/O (a heartbeat
+# ticked twice in 0.3 s). A 1 us sleep each goes through the loop, but every expired timer of
+# an iteration fires in it, so all the preempted greenlets ran a slice each before the loop
+# looked again (a 1 ms heartbeat was 4 slices late with 4 of them).
 YIELD = 1e-6
-_atexit_done = False
 
 
 class _State:
@@ -65,28 +61,19 @@ class _State:
         import gevent.hub
         import gevent.monkey
 
-        from . import _corelib
-        from ._runtime._csysmon import SLOT
-
         self.gevent = gevent
         self.Hub = gevent.hub.Hub
-        self.slice = slice_
-        self.report_after_ns = int(report_after * 1e9)
-        ffi, self.lib = _corelib.core()
-        self.sh = self.lib.pe_sysmon_shared()
-        self.tick_view = memoryview(ffi.buffer(ffi.addressof(self.sh, "schedtick"), 8)).cast("Q")
-        self.tick = 0
-        self.consumed = 0
-        self.slot = SLOT
-        self.old_handler: Any = None
+        self.mon = SlotMonitor("preempt.gevent", slice_, _hook, report_after)
+        self.queue: Deque[Any] = deque()     # Waiters of preempted greenlets, oldest first
+        self.armed = False
+        self.timer: Any = None               # the releasing timer, made on the hub's loop
         self.old_trace: Any = None
         self.nswitch = 0        # preemptions taken
         self.ndeferred = 0
-        self.reports: List[Dict[str, Any]] = []
 
 
 _st: Optional[_State] = None
-_nopreempt: "WeakKeyDictionary[Any, int]" = WeakKeyDictionary()   # greenlet -> no_preempt depth
+_atexit_done = False
 
 
 def enable(slice: float = 0.010, *, report_after: float = 0.1) -> None:
@@ -102,48 +89,21 @@ def enable(slice: float = 0.010, *, report_after: float = 0.1) -> None:
 
     Raises:
         TypeError, ValueError: ``slice`` or ``report_after`` is not a finite number > 0.
-        PreemptError: not on the main thread, or ``preempt.run()`` is running.
+        PreemptError: not on the main thread, or ``preempt.run()`` or ``preempt.aio`` holds
+            the monitor.
         Unavailable: preempt's C core cannot be loaded here.
         ImportError: gevent is not installed.
     """
-    global _st
-    slice_ = _positive(slice, "slice")
-    after = _positive(report_after, "report_after")
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        raise PreemptError("preempt.gevent.enable() must be called on the main thread: CPython "
-                           "runs signal handlers, and so preemption, only there")
-    from ._runtime import _park
-
-    if _park.sched is not None:
-        raise PreemptError("preempt.gevent.enable() cannot be used while preempt.run() runs: "
-                           "they share the monitor thread (one or the other per process)")
+    global _st, _atexit_done
+    slice_ = positive_seconds(slice, "preempt.gevent.enable()", "slice")
+    after = positive_seconds(report_after, "preempt.gevent.enable()", "report_after")
     if _st is not None:
         disable()
-    try:
-        st = _State(slice_, after)
-    except ImportError:
-        raise
-    except Exception as e:
-        raise Unavailable(f"preempt.gevent: preempt's C core is not available here ({e})") from e
-    from . import threads
-
-    m = threads.current()
-    st.old_handler = signal.signal(st.slot, _on_slot)
+    st = _State(slice_, after)
+    st.mon.start()
     st.old_trace = settrace(_trace)
-    rc = st.lib.pe_sysmon_start(st.slot, max(1, int(slice_ * 1e9)), m._slot, m._gen)
-    if rc != st.lib.PE_OK:
-        settrace(st.old_trace)
-        signal.signal(st.slot, st.old_handler if st.old_handler is not None else signal.SIG_DFL)
-        raise PreemptError(f"preempt.gevent: could not start the monitor (core error {rc}; "
-                           "another preempt.run() or enable() in this process?)")
-    st.sh.running = 0 if isinstance(getcurrent(), st.Hub) else 1
+    st.mon.switched(not isinstance(getcurrent(), st.Hub))
     _st = st
-    from ._runtime import _preempt
-
-    _preempt._green = sys.modules[__name__]
-    global _atexit_done
     if not _atexit_done:               # sysmon must not trip SLOT while the interpreter ends
         import atexit
 
@@ -158,22 +118,9 @@ def disable() -> None:
     if st is None:
         return
     _st = None
-    from ._runtime import _preempt
-
-    _preempt._green = None
-    st.sh.running = 0
-    st.lib.pe_sysmon_stop()
     if gettrace() is _trace:
         settrace(st.old_trace)
-    # A trip sysmon made before it stopped may still be pending: let it run a no-op here, or
-    # CPython would later raise "Signal N ignored due to race condition" in random code.
-    signal.signal(st.slot, _drained)
-    _drained(0, None)
-    signal.signal(st.slot, st.old_handler if st.old_handler is not None else signal.SIG_DFL)
-
-
-def _drained(signum: int, frame: Any) -> None:
-    """The SLOT handler while :func:`disable` restores the old one: a pending trip is dropped."""
+    st.mon.stop()
 
 
 def enabled() -> bool:
@@ -186,23 +133,14 @@ def stats() -> Dict[str, int]:
     st = _st
     if st is None:
         return {"preemptions": 0, "deferred": 0, "reports": 0}
-    return {"preemptions": st.nswitch, "deferred": st.ndeferred, "reports": len(st.reports)}
+    return {"preemptions": st.nswitch, "deferred": st.ndeferred,
+            "reports": len(st.mon.reports)}
 
 
 def reports() -> List[Dict[str, Any]]:
     """The blocked-hub reports since :func:`enable` (rule 4), oldest first: dicts with
     ``greenlet`` (its repr), ``ms`` (how late the preemption was taken) and ``stack``."""
-    return list(_st.reports) if _st is not None else []
-
-
-def _positive(v: Any, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError(f"preempt.gevent.enable(): {name} must be a number of seconds, "
-                        f"got {type(v).__name__}")
-    if math.isnan(v) or math.isinf(v) or v <= 0:
-        raise ValueError(f"preempt.gevent.enable(): {name} must be a finite number of seconds "
-                         f"> 0, got {v!r}")
-    return float(v)
+    return list(_st.mon.reports) if _st is not None else []
 
 
 def _trace(event: str, args: Any) -> None:
@@ -211,45 +149,23 @@ def _trace(event: str, args: Any) -> None:
     if st is None:
         return
     if event == "switch" or event == "throw":
-        st.tick += 1
-        st.tick_view[0] = st.tick
-        st.sh.running = 0 if isinstance(args[1], st.Hub) else 1
+        st.mon.switched(not isinstance(args[1], st.Hub))
     if st.old_trace is not None:
         st.old_trace(event, args)
 
 
-def nopreempt_enter() -> bool:
-    """``no_preempt()`` outside a goroutine: counts the depth for this greenlet when enabled."""
-    if _st is None:
-        return False
-    g = getcurrent()
-    _nopreempt[g] = _nopreempt.get(g, 0) + 1
-    return True
-
-
-def nopreempt_exit() -> None:
-    g = getcurrent()
-    d = _nopreempt.get(g, 0) - 1
-    if d > 0:
-        _nopreempt[g] = d
-    else:
-        _nopreempt.pop(g, None)
-
-
-def _may_switch(st: _State, g: Any, frame: Optional[FrameType]) -> bool:
-    """Rule 2. Handler on the main thread."""
+def may_switch(g: Any, frame: Optional[FrameType], locks_green: bool) -> bool:
+    """Rule 2 for greenlet ``g`` interrupted at ``frame``; ``locks_green``: ``threading`` is
+    gevent's (its locks keep other greenlets out). Handler on the main thread."""
     from ._runtime import _preempt
 
-    if isinstance(g, st.Hub) or g in _nopreempt or _preempt._import_lock_held():
-        return False
-    if frame is None:
+    if frame is None or held(g) or _preempt._import_lock_held():
         return False
     top = frame.f_globals.get("__name__") or ""
     if top == "gevent" or top.startswith("gevent."):
         return False
     if _preempt._HANDLER_ENTRY_BUG and _preempt.at_handler_entry(frame):
         return False
-    locks_green = st.gevent.monkey.is_module_patched("threading")
     f: Optional[FrameType] = frame
     while f is not None:
         k = _preempt._classify(f)
@@ -261,48 +177,53 @@ def _may_switch(st: _State, g: Any, frame: Optional[FrameType]) -> bool:
     return True
 
 
-def _on_slot(signum: int, frame: Optional[FrameType]) -> None:
-    """The SLOT handler (rule 2): takes one request. Main thread, any greenlet."""
+def _hook(seq: int, frame: Optional[FrameType]) -> None:
+    """A fresh request (rule 2). Main thread, any greenlet."""
     st = _st
     if st is None:
         return
-    sh = st.sh
-    seq = sh.req_seq
-    if seq == st.consumed:
-        return
-    if sh.req_tick != st.tick_view[0]:          # made before the last switch: answered by it
-        st.consumed = seq
-        sh.ack_seq = seq
-        return
     g = getcurrent()
-    if not _may_switch(st, g, frame):
+    if isinstance(g, st.Hub) or not may_switch(
+            g, frame, st.gevent.monkey.is_module_patched("threading")):
         st.ndeferred += 1                       # not acked: sysmon sends it again
         return
-    late = time.monotonic_ns() - sh.req_ns
-    st.consumed = seq
-    sh.ack_seq = seq
-    if late >= st.report_after_ns:
-        _report(st, g, frame, late)
+    st.mon.ack(seq, g, frame)
     st.nswitch += 1
+    w = st.gevent.hub.Waiter()
+    st.queue.append(w)
+    _arm(st)
     try:
-        st.gevent.sleep(YIELD)
+        w.get()
     except BaseException as e:                  # gevent.kill, gevent.Timeout: rule 3
+        try:
+            st.queue.remove(w)
+        except ValueError:
+            pass
         from ._runtime._preempt import raise_later
 
-        g = None
+        g = w = None
         if raise_later(frame, e):
             return
         raise
 
 
-def _report(st: _State, g: Any, frame: Optional[FrameType], late_ns: int) -> None:
-    stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
-    r = {"greenlet": repr(g), "ms": round(late_ns / 1e6, 1), "stack": stack}
-    st.reports.append(r)
-    del st.reports[:-REPORT_KEEP]
-    try:
-        sys.stderr.write(f"preempt.gevent: {r['greenlet']} kept the hub from running for "
-                         f"{r['ms']} ms (C code holding the GIL, or a blocking call); it was "
-                         f"here:\n{stack}")
-    except Exception:
-        pass
+def _arm(st: _State) -> None:
+    if st.armed:
+        return
+    hub = st.gevent.get_hub()
+    if st.timer is None or st.timer.loop is not hub.loop:
+        st.timer = hub.loop.timer(YIELD)
+    st.armed = True
+    st.timer.start(_release, st)
+
+
+def _release(st: _State) -> None:
+    """The releasing timer: resumes the oldest preempted greenlet, one per loop iteration
+    (re-armed here, it fires in the next one). In the hub."""
+    st.armed = False
+    if not st.queue:
+        return
+    w = st.queue.popleft()
+    if st.queue:
+        _arm(st)
+    w.switch(None)

@@ -321,8 +321,8 @@ def _no_trace(frame: FrameType, event: str, arg: Any) -> None:
     return None
 
 
-_green: Any = None      # preempt.gevent while enabled: no_preempt() counts greenlets there
-_GREEN = object()       # no_preempt._g of a block counted by preempt.gevent
+_green: Any = None      # preempt._bridge while a bridge runs: no_preempt() counts greenlets
+_GREEN = object()       # no_preempt._g of a block counted by preempt._bridge
 
 
 class no_preempt:
@@ -330,8 +330,9 @@ class no_preempt:
 
     Blocking operations still switch (a ``recv()`` inside the block parks as usual); only the
     time-slice preemption is held back, and taken when the outermost block exits. Outside a
-    goroutine it does nothing, except under ``preempt.gevent.enable()``, where it holds back
-    the preemption of the running greenlet the same way.
+    goroutine it does nothing, except under ``preempt.gevent.enable()`` and in a function
+    ``preempt.aio.run()`` runs, where it holds back the preemption of the running greenlet
+    the same way.
 
     Example::
 

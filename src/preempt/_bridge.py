@@ -1,0 +1,189 @@
+"""sysmon outside ``preempt.run()``: what ``preempt.gevent`` and ``preempt.aio`` share.
+
+Both drive the C monitor (``csrc/pe_sysmon.c``) for greenlets the runtime does not schedule:
+the bridge stores its switch count in sysmon's ``schedtick`` word at every switch it knows of
+and says whether preemptible code runs (``running``); sysmon trips preempt's SLOT when that
+code has run a whole slice, and CPython runs :meth:`SlotMonitor._on_slot` at its next
+eval-breaker check, which hands a fresh request to the bridge's hook. The rules are the ones
+of the runtime's hook (``_runtime/_preempt.py``): a request made before the last switch was
+answered by it; a request the hook does not take (``ack``) is sent again by sysmon.
+
+There is one sysmon per process: a bridge cannot start while ``preempt.run()`` or the other
+bridge holds it, and says so.
+
+Where these run: ``start``/``stop`` on the main thread; ``switched`` wherever the bridge
+switches; the handler on the main thread, in whichever greenlet CPython runs it.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+import traceback
+from types import FrameType
+from typing import Any, Callable, Dict, List, Optional
+from weakref import WeakKeyDictionary
+
+from greenlet import getcurrent
+
+from ._errors import PreemptError, Unavailable
+
+REPORT_KEEP = 100       # late-request reports kept
+_nopreempt: "WeakKeyDictionary[Any, int]" = WeakKeyDictionary()   # greenlet -> no_preempt depth
+_active = 0             # bridges whose monitor runs
+
+
+def nopreempt_enter() -> bool:
+    """``no_preempt()`` outside a goroutine: counts its depth for this greenlet while a bridge
+    runs (``_runtime/_preempt.py`` calls it). Any greenlet on the main thread."""
+    if not _active:
+        return False
+    g = getcurrent()
+    _nopreempt[g] = _nopreempt.get(g, 0) + 1
+    return True
+
+
+def nopreempt_exit() -> None:
+    g = getcurrent()
+    d = _nopreempt.get(g, 0) - 1
+    if d > 0:
+        _nopreempt[g] = d
+    else:
+        _nopreempt.pop(g, None)
+
+
+def held(g: Any) -> bool:
+    """Whether greenlet ``g`` is inside ``with preempt.no_preempt():``."""
+    return g in _nopreempt
+
+
+def positive_seconds(v: Any, what: str, name: str) -> float:
+    """``v`` as a float of seconds, a finite number > 0, or TypeError/ValueError naming it."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{what}: {name} must be a number of seconds, got {type(v).__name__}")
+    if math.isnan(v) or math.isinf(v) or v <= 0:
+        raise ValueError(f"{what}: {name} must be a finite number of seconds > 0, got {v!r}")
+    return float(v)
+
+
+class SlotMonitor:
+    """sysmon plus the SLOT handler, for one bridge. ``hook(seq, frame)`` gets each fresh
+    request and calls :meth:`ack` when it switches the running code out."""
+
+    def __init__(self, what: str, slice_: float, hook: Callable[[int, Optional[FrameType]], None],
+                 report_after: float) -> None:
+        from . import _corelib
+        from ._runtime._csysmon import SLOT
+
+        self.what = what
+        self.slice = slice_
+        self.hook = hook
+        self.report_after_ns = int(report_after * 1e9)
+        try:
+            ffi, self.lib = _corelib.core()
+        except Exception as e:
+            raise Unavailable(f"{what}: preempt's C core is not available here ({e})") from e
+        self.sh = self.lib.pe_sysmon_shared()
+        self.tick_view = memoryview(ffi.buffer(ffi.addressof(self.sh, "schedtick"), 8)).cast("Q")
+        self.tick = 0
+        self.consumed = 0
+        self.slot = SLOT
+        self.old_handler: Any = None
+        self.active = False
+        self.reports: List[Dict[str, Any]] = []
+
+    def start(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise PreemptError(f"{self.what} must be used on the main thread: CPython runs "
+                               "signal handlers, and so preemption, only there")
+        from ._runtime import _park
+        from . import threads
+
+        if _park.sched is not None:
+            raise PreemptError(f"{self.what} cannot be used while preempt.run() runs: they "
+                               "share the monitor thread (one or the other per process)")
+        m = threads.current()
+        self.old_handler = signal.signal(self.slot, self._on_slot)
+        rc = self.lib.pe_sysmon_start(self.slot, max(1, int(self.slice * 1e9)), m._slot, m._gen)
+        if rc != self.lib.PE_OK:
+            self._restore()
+            raise PreemptError(f"{self.what}: could not start the monitor (core error {rc}; is "
+                               "preempt.gevent or preempt.aio already using it?)")
+        self.consumed = 0                    # a started sysmon numbers requests from 1
+        self.active = True
+        global _active
+        _active += 1
+        from ._runtime import _preempt
+
+        _preempt._green = sys.modules[__name__]
+
+    def stop(self) -> None:
+        if not self.active:
+            return
+        self.active = False
+        global _active
+        _active -= 1
+        if not _active:
+            from ._runtime import _preempt
+
+            _preempt._green = None
+        self.sh.running = 0
+        self.lib.pe_sysmon_stop()
+        self._restore()
+
+    def _restore(self) -> None:
+        # A trip sysmon made before it stopped may still be pending: let it run a no-op here,
+        # or CPython would later raise "Signal N ignored due to race condition" in random code.
+        signal.signal(self.slot, _drained)
+        _drained(0, None)
+        signal.signal(self.slot, self.old_handler if self.old_handler is not None
+                      else signal.SIG_DFL)
+
+    def switched(self, running: bool, kick: bool = False) -> None:
+        """A switch happened: sysmon's slice clock restarts; ``running``: preemptible code runs
+        now (else sysmon leaves the thread alone). ``kick``: wake sysmon so that it sees the
+        switch now and the slice is one slice long, not one to two (a futex wake: for bridges
+        that switch every slice, not every few microseconds)."""
+        self.tick += 1
+        self.tick_view[0] = self.tick
+        self.sh.running = 1 if running else 0
+        if kick:
+            self.lib.pe_sysmon_kick()
+
+    def ack(self, seq: int, g: Any, frame: Optional[FrameType]) -> None:
+        """The hook takes request ``seq``; a late one is reported with ``frame``'s stack."""
+        late = time.monotonic_ns() - self.sh.req_ns
+        self.consumed = seq
+        self.sh.ack_seq = seq
+        if late >= self.report_after_ns:
+            self._report(g, frame, late)
+
+    def _on_slot(self, signum: int, frame: Optional[FrameType]) -> None:
+        sh = self.sh
+        seq = sh.req_seq
+        if seq == self.consumed or not self.active:
+            return
+        if sh.req_tick != self.tick_view[0]:     # made before the last switch: answered by it
+            self.consumed = seq
+            sh.ack_seq = seq
+            return
+        self.hook(seq, frame)
+
+    def _report(self, g: Any, frame: Optional[FrameType], late_ns: int) -> None:
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
+        r = {"greenlet": repr(g), "ms": round(late_ns / 1e6, 1), "stack": stack}
+        self.reports.append(r)
+        del self.reports[:-REPORT_KEEP]
+        try:
+            sys.stderr.write(f"{self.what}: {r['greenlet']} kept the loop from running for "
+                             f"{r['ms']} ms (C code holding the GIL, or a blocking call); it "
+                             f"was here:\n{stack}")
+        except Exception:
+            pass
+
+
+def _drained(signum: int, frame: Any) -> None:
+    """The SLOT handler while a bridge puts the old one back: a pending trip is dropped."""
