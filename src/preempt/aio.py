@@ -100,7 +100,8 @@ class _Runner:
             return
         job = self.ready.popleft()
         exc, job.resume_exc = job.resume_exc, None
-        if job.finished.done():
+        if job.finished.done():          # a stale wake-up of a finished function
+            self.reschedule()
             return
         if job.glet is None and exc is not None:     # cancelled before it started
             self.finish(job, (False, exc))
