@@ -317,6 +317,7 @@ def _timeouter(st: _State, c: Any, rng: random.Random) -> None:
         outer_s = inner_s + rng.choice((rng.uniform(0, 3e-3), 3600.0))
         work = rng.choice(("compute", "sleep", "recv", "short"))
         fired = None
+        inner = None        # not the last round's: the outer may fire before the inner is entered
         t0 = time.monotonic()
         try:
             with preempt.timeout(outer_s) as outer:
@@ -349,9 +350,10 @@ def _timeouter(st: _State, c: Any, rng: random.Random) -> None:
             # Both may have expired before the inner's exception was delivered: then the outer
             # one outranks it (the block it names is the larger). And the outer deadline is the
             # earlier one when this goroutine was preempted between the two entries for longer
-            # than their difference. Any other outer firing while the inner had not expired is
-            # wrong.
-            if fired is None and work != "short" and not inner.expired \
+            # than their difference, or when it was preempted past the outer deadline before
+            # it entered the inner block (inner is None). Any other outer firing while the
+            # inner had not expired is wrong.
+            if fired is None and work != "short" and inner is not None and not inner.expired \
                     and (inner.deadline is not None and outer.deadline > inner.deadline):
                 st.fail(f"nested timeouts {inner_s:.6f}/{outer_s:.6f} s around {work}: the outer "
                         f"fired first, {(time.monotonic() - outer.deadline) * 1e6:.0f} µs after "
