@@ -1,9 +1,8 @@
 """Preemption for unmodified gevent programs: ``preempt.gevent.enable(slice=0.010)``.
 
 A gevent greenlet that runs Python code for longer than a slice is switched out at its next
-synchronous safe-point, as if it had called ``gevent.sleep()`` (of 1 us: ``sleep(0)`` would
-not let the loop reach timers and I/O): the hub runs its timers, sockets and the other
-greenlets, then the greenlet goes on where it stopped. gevent's own
+synchronous safe-point, as if it had called ``gevent.sleep()``: the hub runs its timers,
+sockets and the other greenlets, then the greenlet goes on where it stopped. gevent's own
 maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is preempt's:
 
 1. sysmon (``csrc/pe_sysmon.c``) watches a switch counter. A ``greenlet.settrace`` callback
@@ -11,11 +10,12 @@ maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is pr
    never preempted: it is the scheduler, and while it waits in libev nothing runs Python).
 2. When the counter has not moved for a slice, sysmon trips preempt's SLOT signal slot;
    CPython runs the handler at the greenlet's next eval-breaker check (a loop's back-edge, a
-   call). The handler calls ``gevent.sleep(0)`` unless the greenlet may not be switched there:
+   call). The handler yields (``YIELD`` below: one preempted greenlet is released per loop
+   iteration) unless the greenlet may not be switched there:
    - the hub itself, or a frame of gevent's own Python code on top (its internals);
-   - an import in progress; a frame of ``logging`` or ``threading`` anywhere on the stack
-     unless gevent patched ``threading`` (their locks are then real locks, which do not keep a
-     second greenlet out), and the modules given to ``preempt.deny_preemption_in``;
+   - an import in progress; a frame of ``logging`` or ``threading`` anywhere on the stack,
+     unless gevent patched ``threading`` (unpatched, their locks are real thread locks, which
+     do not keep a second greenlet out); the modules given to ``preempt.deny_preemption_in``;
    - inside ``with preempt.no_preempt():``;
    - on 3.10, an exception handler's first instruction (``_runtime/_preempt.py`` rule 7).
    A deferred request is not lost: sysmon re-sends it until the greenlet may be switched.
