@@ -38,6 +38,31 @@ def _roundtrip(addr, msg, tls_ctx=None):
         return got
 
 
+def _heavy_light_server(seconds, out, key):
+    """A serve_tcp server whose "heavy" requests compute ``seconds`` of pure Python (the first
+    to finish stores the time in ``out[key]``) and whose other requests answer at once, with
+    two heavy requests started and computing. Returns (server, heavy client sockets)."""
+    def handler(conn, addr):
+        if conn.recv(5) == b"heavy":
+            t_end = time.monotonic() + seconds
+            x = 0
+            while time.monotonic() < t_end:          # pure Python
+                x += 1
+            out.setdefault(key, time.monotonic())
+            conn.sendall(b"H")
+        else:
+            conn.sendall(b"L")
+
+    srv = preempt.net.serve_tcp(handler, "127.0.0.1", 0)
+    heavies = []
+    for _ in range(2):
+        c = psocket.create_connection(srv.address)
+        c.sendall(b"heavy")
+        heavies.append(c)
+    preempt.sleep(0.05)                              # both heavy handlers are computing
+    return srv, heavies
+
+
 def test_echo_server_many_clients_then_clean_shutdown(in_run):
     def main():
         srv = preempt.net.serve_tcp(_echo, "127.0.0.1", 0)
@@ -106,25 +131,7 @@ def test_a_failing_handler_is_reported_and_the_server_goes_on(in_run, capfd):
 def test_cpu_bound_handlers_do_not_starve_the_accept_loop(in_run):
     def main():
         done = {}
-
-        def handler(conn, addr):
-            if conn.recv(5) == b"heavy":
-                t_end = time.monotonic() + 0.6
-                x = 0
-                while time.monotonic() < t_end:      # pure Python, 0.6 s
-                    x += 1
-                done.setdefault("heavy", time.monotonic())
-                conn.sendall(b"H")
-            else:
-                conn.sendall(b"L")
-
-        srv = preempt.net.serve_tcp(handler, "127.0.0.1", 0)
-        heavies = []
-        for _ in range(2):
-            c = psocket.create_connection(srv.address)
-            c.sendall(b"heavy")
-            heavies.append(c)
-        preempt.sleep(0.05)                          # both heavy handlers are computing
+        srv, heavies = _heavy_light_server(0.6, done, "heavy")
         t0 = time.monotonic()
         light = _roundtrip(srv.address, b"light")[:1]
         done["light"] = time.monotonic()
@@ -196,24 +203,7 @@ def test_io_preempts_a_computing_goroutine_even_with_an_hour_long_slice():
     res = {}
 
     def main():
-        def handler(conn, addr):
-            if conn.recv(5) == b"heavy":
-                t_end = time.monotonic() + 1.0
-                x = 0
-                while time.monotonic() < t_end:
-                    x += 1
-                res.setdefault("heavy_done", time.monotonic())
-                conn.sendall(b"H")
-            else:
-                conn.sendall(b"L")
-
-        srv = preempt.net.serve_tcp(handler, "127.0.0.1", 0)
-        heavies = []
-        for _ in range(2):
-            c = psocket.create_connection(srv.address)
-            c.sendall(b"heavy")
-            heavies.append(c)
-        preempt.sleep(0.05)
+        srv, heavies = _heavy_light_server(1.0, res, "heavy_done")
         res["light"] = _roundtrip(srv.address, b"light")[:1]
         res["light_done"] = time.monotonic()
         res["io_requests"] = _park.sched.monitor.counters()["io_requests"]
