@@ -335,7 +335,13 @@ def test_unrouted_handler_raising_inside_the_async_hook_reaches_that_goroutine(c
         def main():
             raw_signal(signal.SIGUSR1, raiser)
             g = preempt.go(hog)
-            preempt.go(lambda: [preempt.sleep(0.001) for _ in range(5000)])
+            def ticker():
+                try:
+                    for _ in range(5000):
+                        preempt.sleep(0.001)
+                except Boom:    # the signal came while the ticker ran Python: it lands there
+                    seen.append("ticker got Boom")
+            preempt.go(ticker)
             threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGUSR1)).start()
             try:
                 g.join()
@@ -346,4 +352,8 @@ def test_unrouted_handler_raising_inside_the_async_hook_reaches_that_goroutine(c
         assert "internal error" not in err.text, err.text
         print(seen)
     """))
-    assert out.strip() in ("['hog got Boom']", "['main got Boom']"), out
+    # Unrouted, the exception lands where CPython runs the handler: inside the async hook while
+    # hog spins in native code (the case under test, nearly every run), or, when the signal
+    # comes while the ticker runs Python, in the ticker (seen once in CI on 3.10).
+    assert out.strip() in ("['hog got Boom']", "['main got Boom']",
+                           "['ticker got Boom', 'hog finished normally']"), out
