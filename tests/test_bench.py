@@ -29,6 +29,7 @@ def test_quick_run_writes_every_benchmark_to_json(tmp_path):
     assert res["native"]["preempt"]["path_latency"]["async_us"], "no async preemption measured"
     assert res["suspend"]["suspend: request -> parked (one-way)"]["n"] == 1000
     assert res["switch"]["chan ping-pong round trip"]["median"] > 0
+    assert res["switch"]["thread-ring hop (503 goroutines)"]["median"] > 0
     assert res["sleepers"]["sleepers"] == 1000 and res["sleepers"]["beside"][0]["wakes"] > 0
     assert res["overhead"]["ratio"] > 0 and len(res["overhead"]["on_s"]) == len(res["overhead"]["off_s"])
     assert res["memory"]["goroutines"] == 10_000 and res["memory"]["bytes_per_goroutine"] > 0
