@@ -16,6 +16,7 @@ SOURCES = [
     "pe_cpu.c",
     "pe_thread.c",
     "pe_suspend.c",
+    "pe_async.c",
     "pe_signal.c",
     "pe_regions.c",
     "pe_python.c",

@@ -38,9 +38,9 @@ PE_HIDDEN _Noreturn void pe_throw(const char *msg);
  *   IDLE -> REQUESTED        requester claims the thread          (pe_thread_suspend)
  *   REQUESTED -> IDLE        requester withdraws after a timeout  (pe_thread_suspend)
  *   REQUESTED -> ACCEPTED    handler found an async safe-point    (signal handler)
- *   ACCEPTED -> PARKED       trampoline entry published registers (pe_async_preempt_entry)
+ *   ACCEPTED -> PARKED       trampoline entry published registers (pe_suspend_park)
  *   PARKED -> RESUMING       somebody resumed it                  (pe_thread_resume)
- *   RESUMING -> IDLE         the thread left its park             (pe_async_preempt_entry)
+ *   RESUMING -> IDLE         the thread left its park             (pe_suspend_park)
  * The CAS on REQUESTED is what makes a timeout and an acceptance exclusive: no lost and no
  * double request. Every store that somebody may sleep on is followed by a futex wake. */
 enum {
@@ -133,13 +133,17 @@ PE_HIDDEN int pe_signal_send(int32_t tid);        /* signal-safe */
 PE_HIDDEN int pe_sysmon_on_signal(int32_t tid);   /* signal-safe */
 PE_HIDDEN void pe_sysmon_atfork_child(void);
 
-/* pe_suspend.c */
+/* pe_async.c: goroutine preemption in native code, and the trampoline's C entry */
 typedef int (*pe_preempt_hook_t)(int32_t slot);
-PE_HIDDEN int pe_thread_claim_preempt(pe_thread_t *t);
-PE_HIDDEN void pe_thread_withdraw_preempt(pe_thread_t *t);
+PE_HIDDEN int pe_thread_claim_preempt(pe_thread_t *t);      /* sysmon thread */
+PE_HIDDEN void pe_thread_withdraw_preempt(pe_thread_t *t);  /* sysmon thread */
+PE_HIDDEN void pe_async_preempt_entry(pe_gregs_t *regs, void *xsave);  /* the trampoline */
+
+/* pe_suspend.c: OS-thread suspension */
+PE_HIDDEN void pe_suspend_park(pe_thread_t *t, uint32_t gen, uint32_t kind, pe_gregs_t *regs,
+                               void *xsave);            /* the suspended thread, no handler */
 
 /* pe_trampoline_amd64.c */
 PE_HIDDEN void pe_trampoline(void);
-PE_HIDDEN void pe_async_preempt_entry(pe_gregs_t *regs, void *xsave);
 
 #endif /* PE_INTERNAL_H */

@@ -5,8 +5,10 @@
  * (IDLE -> REQUESTED in the packed state word, see pe_internal.h), then sends it SIGURG with
  * tgkill. The handler (pe_signal.c) either declines — the thread is not at an async safe-point:
  * in libc, in the interpreter, holding the GIL, short of stack — or accepts (REQUESTED ->
- * ACCEPTED) and redirects the thread into the trampoline, whose C entry below publishes the spill
- * frame, marks the thread PARKED, and sleeps on the state word until somebody resumes it.
+ * ACCEPTED) and redirects the thread into the trampoline, whose C entry (pe_async.c) hands over
+ * to pe_suspend_park below: it publishes the spill frame, marks the thread PARKED, and sleeps on
+ * the state word until somebody resumes it. (A goroutine preemption, the other kind of request,
+ * takes the same signal and trampoline but parks a goroutine, not the thread: pe_async.c.)
  *
  * A declined signal is not retried at once. The target may be in C code that does not restart
  * on EINTR (nanosleep, poll): a signal every few microseconds would keep it from ever finishing.
@@ -29,7 +31,6 @@
 #define PE_BACKOFF_FIRST_NS 20000LL
 #define PE_BACKOFF_MAX_NS 10000000LL
 
-static pe_preempt_hook_t pe_preempt_hook;
 static _Atomic int pe_debug_scramble; /* testing aid: see pe_cpu_scramble_extended_state */
 
 /* Testing aid: while on, every parked thread destroys its extended register state before it
@@ -37,36 +38,6 @@ static _Atomic int pe_debug_scramble; /* testing aid: see pe_cpu_scramble_extend
 void pe_debug_scramble_on_park(int on)
 {
     atomic_store(&pe_debug_scramble, on);
-}
-
-/* Install the function the trampoline runs for PE_REQ_PREEMPT requests (NULL: none; sysmon then
- * never asks for async preemption). Any thread. */
-void pe_set_preempt_hook(pe_preempt_hook_t hook)
-{
-    __atomic_store_n(&pe_preempt_hook, hook, __ATOMIC_RELEASE);
-}
-
-/* Ask t for an async preemption (IDLE -> REQUESTED, kind PREEMPT) if a hook is installed and async
- * preemption works here. Returns 1 when claimed; the caller then signals t. sysmon thread. */
-PE_HIDDEN int pe_thread_claim_preempt(pe_thread_t *t)
-{
-    if (!__atomic_load_n(&pe_preempt_hook, __ATOMIC_ACQUIRE) || pe_unavailable_reason())
-        return 0;
-    uint32_t w = atomic_load(&t->susp);
-    if (PE_SUSP_ST(w) != PE_SUSP_IDLE)
-        return PE_SUSP_ST(w) == PE_SUSP_REQUESTED && PE_SUSP_KIND(w) == PE_REQ_PREEMPT;
-    if (!atomic_compare_exchange_strong(&t->susp, &w, PE_SUSP(PE_SUSP_GEN(w), PE_REQ_PREEMPT, PE_SUSP_REQUESTED)))
-        return 0;
-    atomic_store(&t->req_ns, pe_now_ns());
-    return 1;
-}
-
-/* Withdraw an async preemption request that was not taken (REQUESTED -> IDLE). sysmon thread. */
-PE_HIDDEN void pe_thread_withdraw_preempt(pe_thread_t *t)
-{
-    uint32_t w = atomic_load(&t->susp);
-    if (PE_SUSP_ST(w) == PE_SUSP_REQUESTED && PE_SUSP_KIND(w) == PE_REQ_PREEMPT)
-        atomic_compare_exchange_strong(&t->susp, &w, PE_SUSP(PE_SUSP_GEN(w), PE_REQ_NONE, PE_SUSP_IDLE));
 }
 
 /* Claim t for a request of this kind: IDLE -> REQUESTED. Waits out a RESUMING thread (it is a
@@ -208,44 +179,18 @@ int64_t pe_thread_last_latency_ns(int32_t slot, uint32_t gen)
     return t ? atomic_load(&t->last_latency_ns) : -1;
 }
 
-/* The trampoline's C half: runs on the preempted thread, outside the signal handler, with the
- * interrupted registers saved at regs and the extended state at xsave. Returns when the thread
- * may continue. Keeps errno (the interrupted code may be between a syscall and reading it). */
-PE_HIDDEN void pe_async_preempt_entry(pe_gregs_t *regs, void *xsave)
+/* The OS-thread half of the trampoline entry (pe_async.c's pe_async_preempt_entry hands over
+ * here for every request but a goroutine preemption): publishes the spill frame, marks t PARKED
+ * and sleeps on its state word until pe_thread_resume. Runs on t, outside the signal handler. */
+PE_HIDDEN void pe_suspend_park(pe_thread_t *t, uint32_t gen, uint32_t kind, pe_gregs_t *regs,
+                               void *xsave)
 {
-    int saved_errno = errno;
-    pe_thread_t *t = pe_thread_by_tid(pe_gettid());
-    if (!t)
-        PE_THROW("trampoline entered by an unregistered thread");
-    uint32_t w = atomic_load(&t->susp);
-    if (PE_SUSP_ST(w) != PE_SUSP_ACCEPTED)
-        PE_THROW("trampoline entered without an accepted request");
-    uint32_t gen = PE_SUSP_GEN(w);
-    uint32_t kind = PE_SUSP_KIND(w);
-    int64_t now = pe_now_ns();
-    atomic_store(&t->parked_ns, now);
-    atomic_store(&t->last_latency_ns, now - atomic_load(&t->req_ns));
-    atomic_fetch_add(&t->accepted, 1);
-    pe_preempt_hook_t hook = __atomic_load_n(&pe_preempt_hook, __ATOMIC_ACQUIRE);
-    if (kind == PE_REQ_PREEMPT && hook) {
-        /* A goroutine-level park: the hook switches greenlets, and other goroutines on this
-         * same thread may be preempted into their own trampolines before this one resumes.
-         * So the thread's state word is free again now; this frame and its XSAVE area live on
-         * the goroutine's stack, which greenlet saves and restores with it. */
-        atomic_store(&t->susp, PE_SUSP(gen, PE_REQ_NONE, PE_SUSP_IDLE));
-        pe_futex_wake(&t->susp);
-        int code = hook((int32_t)(t - pe_threads));
-        if (code != PE_HOOK_CONTINUE)
-            pe_py_raise_on_return(code);
-        errno = saved_errno;
-        return;
-    }
     atomic_store(&t->regs, regs);
     atomic_store(&t->xsave, xsave);
     atomic_store(&t->susp, PE_SUSP(gen, kind, PE_SUSP_PARKED));
     pe_futex_wake(&t->susp);
     for (;;) {
-        w = atomic_load(&t->susp);
+        uint32_t w = atomic_load(&t->susp);
         if (PE_SUSP_ST(w) != PE_SUSP_PARKED)
             break;
         pe_futex_wait(&t->susp, w, -1);
@@ -256,5 +201,4 @@ PE_HIDDEN void pe_async_preempt_entry(pe_gregs_t *regs, void *xsave)
     atomic_store(&t->xsave, NULL);
     atomic_store(&t->susp, PE_SUSP(gen, PE_REQ_NONE, PE_SUSP_IDLE));
     pe_futex_wake(&t->susp);
-    errno = saved_errno;
 }
