@@ -74,13 +74,13 @@
 #define PE_IDLE_SLEEP_NS 20000000LL    /* also how late a signal that missed the M is seen */
 #define PE_SIG_GRACE_NS 1000000LL      /* a tripped Python handler not run within this: kick */
 #define PE_TIMER_QUANTUM_NS 200000LL  /* at most one timer-driven request per 200 us */
-#define PE_IO_SLICE_NS 500000LL       /* a G runs at least this long before I/O preempts it */
 
 static pe_sysmon_shared_t pe_sm;        /* the shared words (one M per process in version 1) */
 static pthread_t pe_sm_thread;
 static int pe_sm_started;
 static int pe_sm_slot_signum;
 static int64_t pe_sm_slice_ns;
+static int64_t pe_sm_io_slice_ns;       /* a G runs at least this long before I/O preempts it */
 static _Atomic int32_t pe_sm_m_tid;     /* the M's kernel tid, for SIGURG escalation */
 static int32_t pe_sm_m_slot;            /* the M's registry handle, for async preemption */
 static uint32_t pe_sm_m_gen;
@@ -300,8 +300,8 @@ static void *pe_sysmon_main(void *arg)
             wake = now + pe_sm_slice_ns;
         } else if (running && (now - seen_when >= pe_sm_slice_ns ||
                                (deadline <= now && now - last_timer_req >= PE_TIMER_QUANTUM_NS) ||
-                               (now - seen_when >= PE_IO_SLICE_NS && now >= next_io_look &&
-                                (next_io_look = now + PE_IO_SLICE_NS, pe_sysmon_io_ready())))) {
+                               (now - seen_when >= pe_sm_io_slice_ns && now >= next_io_look &&
+                                (next_io_look = now + pe_sm_io_slice_ns, pe_sysmon_io_ready())))) {
             /* The slice is over, a timer is due, or I/O became ready after the G had run for an
              * I/O slice: the switch goes through the hub, which polls (_park.yield_preempted),
              * and the G the I/O woke runs first (_netpoll.py invariant 6). */
@@ -327,7 +327,7 @@ static void *pe_sysmon_main(void *arg)
                 due = last_timer_req + PE_TIMER_QUANTUM_NS;
             wake = end < due ? end : due;
             if (atomic_load(&pe_sm_epfd) >= 0) { /* the next look at the hub's epoll */
-                int64_t io = seen_when + PE_IO_SLICE_NS > next_io_look ? seen_when + PE_IO_SLICE_NS
+                int64_t io = seen_when + pe_sm_io_slice_ns > next_io_look ? seen_when + pe_sm_io_slice_ns
                                                                        : next_io_look;
                 if (io < wake)
                     wake = io;
@@ -383,10 +383,12 @@ static void *pe_sysmon_main(void *arg)
 }
 
 /* Start sysmon for the M (the calling thread, registered as m_slot/m_gen). slot_signum is the
- * CPython handler slot the runtime installed its hook on. M thread, GIL held or not. */
-int pe_sysmon_start(int slot_signum, int64_t slice_ns, int32_t m_slot, uint32_t m_gen)
+ * CPython handler slot the runtime installed its hook on; io_slice_ns the runtime's I/O slice
+ * (_rules.IO_SLICE_NS: it is defined there, not here). M thread, GIL held or not. */
+int pe_sysmon_start(int slot_signum, int64_t slice_ns, int64_t io_slice_ns, int32_t m_slot,
+                    uint32_t m_gen)
 {
-    if (slice_ns <= 0 || slot_signum <= 0 || slot_signum >= NSIG)
+    if (slice_ns <= 0 || io_slice_ns <= 0 || slot_signum <= 0 || slot_signum >= NSIG)
         return PE_INVALID;
     pe_thread_t *m = pe_thread_lookup(m_slot, m_gen);
     if (!m)
@@ -400,6 +402,7 @@ int pe_sysmon_start(int slot_signum, int64_t slice_ns, int32_t m_slot, uint32_t 
     pe_sm.next_deadline_ns = INT64_MAX;
     pe_sm_slot_signum = slot_signum;
     pe_sm_slice_ns = slice_ns;
+    pe_sm_io_slice_ns = io_slice_ns;
     pe_sm_breaker = pe_py_eval_breaker_addr();
     pe_sm_gil_locked = pe_py_gil_locked_addr();
     pe_sm_sig_tripped = pe_py_signals_tripped_addr();

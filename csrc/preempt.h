@@ -136,9 +136,11 @@ typedef struct {
 } pe_sysmon_shared_t;
 
 /* Start the monitor thread for the calling thread, the M (registered as m_slot/m_gen). Requests
- * trip CPython's handler for slot_signum. PE_OK, PE_BUSY (already running), PE_EXITED,
- * PE_INVALID. M thread. */
-int pe_sysmon_start(int slot_signum, int64_t slice_ns, int32_t m_slot, uint32_t m_gen);
+ * trip CPython's handler for slot_signum. slice_ns: a goroutine's time slice; io_slice_ns: how
+ * long it runs at least before a ready fd preempts it (the runtime's _rules.IO_SLICE_NS).
+ * PE_OK, PE_BUSY (already running), PE_EXITED, PE_INVALID. M thread. */
+int pe_sysmon_start(int slot_signum, int64_t slice_ns, int64_t io_slice_ns, int32_t m_slot,
+                    uint32_t m_gen);
 /* Stop and join it (idempotent). M thread. */
 void pe_sysmon_stop(void);
 /* The shared words. Any thread. */

@@ -27,7 +27,7 @@ m = threads.current()
 BUSY = COMMON + """
 import os
 assert os.environ["PREEMPT_SYSMON_GRACE_US"] == "5000000"   # no signal before 5 s: poke only
-assert lib.pe_sysmon_start(SLOT, 2_000_000, m._slot, m._gen) == lib.PE_OK   # 2 ms slices
+assert lib.pe_sysmon_start(SLOT, 2_000_000, 500_000, m._slot, m._gen) == lib.PE_OK   # 2 ms slices
 sh.running = 1
 t_end = time.monotonic() + 0.5
 x = 0
@@ -56,7 +56,7 @@ def test_sysmon_preempts_a_python_loop_without_signals(child, monkeypatch):
 
 
 IDLE = COMMON + """
-assert lib.pe_sysmon_start(SLOT, 1_000_000, m._slot, m._gen) == lib.PE_OK
+assert lib.pe_sysmon_start(SLOT, 1_000_000, 500_000, m._slot, m._gen) == lib.PE_OK
 sh.running = 0                              # the hub is waiting: nothing to preempt
 time.sleep(0.3)
 lib.pe_sysmon_stop()
@@ -70,7 +70,7 @@ def test_sysmon_leaves_an_idle_m_alone(child):
 
 
 BLOCKED = COMMON + """
-assert lib.pe_sysmon_start(SLOT, 2_000_000, m._slot, m._gen) == lib.PE_OK
+assert lib.pe_sysmon_start(SLOT, 2_000_000, 500_000, m._slot, m._gen) == lib.PE_OK
 sh.running = 1
 t0 = time.monotonic()
 time.sleep(0.3)                             # blocked in a syscall: no bytecode runs
@@ -90,7 +90,7 @@ def test_sysmon_escalates_to_a_signal_when_the_m_is_blocked(child):
 
 
 TIMER = COMMON + """
-assert lib.pe_sysmon_start(SLOT, 10_000_000_000, m._slot, m._gen) == lib.PE_OK  # 10 s slice
+assert lib.pe_sysmon_start(SLOT, 10_000_000_000, 500_000, m._slot, m._gen) == lib.PE_OK  # 10 s slice
 sh.running = 1
 due = time.monotonic_ns() + 50_000_000
 sh.next_deadline_ns = due; lib.pe_sysmon_kick()
@@ -109,10 +109,11 @@ def test_sysmon_requests_when_a_timer_is_due(child):
 
 
 TWICE = COMMON + """
-assert lib.pe_sysmon_start(SLOT, 1_000_000, m._slot, m._gen) == lib.PE_OK
-assert lib.pe_sysmon_start(SLOT, 1_000_000, m._slot, m._gen) == lib.PE_BUSY
+assert lib.pe_sysmon_start(SLOT, 1_000_000, 500_000, m._slot, m._gen) == lib.PE_OK
+assert lib.pe_sysmon_start(SLOT, 1_000_000, 500_000, m._slot, m._gen) == lib.PE_BUSY
 lib.pe_sysmon_stop(); lib.pe_sysmon_stop()       # idempotent
-assert lib.pe_sysmon_start(SLOT, 0, m._slot, m._gen) == lib.PE_INVALID
+assert lib.pe_sysmon_start(SLOT, 0, 500_000, m._slot, m._gen) == lib.PE_INVALID
+assert lib.pe_sysmon_start(SLOT, 1_000_000, 0, m._slot, m._gen) == lib.PE_INVALID
 print("OK")
 """
 
@@ -122,12 +123,12 @@ def test_sysmon_start_stop_misuse(child):
 
 
 def test_the_runtime_names_the_request_reasons_the_core_makes():
-    # _preempt.REASON_* are the hook's copies of preempt.h's PE_REASON_* (netpoll invariant 6
+    # _rules.REASON_* are the runtime's copies of preempt.h's PE_REASON_* (netpoll invariant 6
     # tells a slice's end from a timer or I/O request by them)
     import pytest
 
     core = pytest.importorskip("preempt._core")
-    from preempt._runtime import _preempt
+    from preempt._runtime import _rules
 
     got = {n: getattr(core.lib, "PE_" + n) for n in ("REASON_SLICE", "REASON_TIMER", "REASON_IO")}
-    assert got == {n: getattr(_preempt, n) for n in got}
+    assert got == {n: getattr(_rules, n) for n in got}

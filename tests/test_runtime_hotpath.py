@@ -13,7 +13,7 @@ import threading
 import pytest
 
 import preempt
-from preempt._runtime import _hotpath
+from preempt import chan as _chan
 
 pytestmark = pytest.mark.timeout(300)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -22,9 +22,9 @@ BUILT = importlib.util.find_spec("preempt._hot") is not None
 
 def test_c_path_is_in_use_where_built():
     if os.environ.get("PREEMPT_PURE", "") not in ("", "0"):
-        assert not _hotpath.active()
+        assert _chan.HOT is None
         return
-    assert _hotpath.active() == BUILT
+    assert (_chan.HOT is not None) == BUILT
     if BUILT:
         assert type(preempt.Chan.send).__name__ == "method_descriptor"
     # help(Chan) reads the same either way: the C methods carry their Python twins' docstrings
@@ -151,3 +151,42 @@ def test_channel_subclass_works_through_the_c_path():
         return list(ch), ch.tag
 
     assert preempt.run(main, slice=0) == (list(range(50)), "t")
+
+
+@pytest.mark.skipif(_chan.HOT is None, reason="the C path is not in use")
+def test_c_new_g_sets_every_field_as_goroutine_init_does():
+    # go() makes Gs with the C twin of Goroutine.__init__ (pe_hot.c new_g), which copies the
+    # defaults of a G that __init__ made: a field added to __init__ cannot be missed there
+    from preempt._runtime import _g
+
+    def work(a, k=None):
+        return a
+
+    class NoName:
+        def __call__(self):
+            pass
+
+    for fn, name in ((work, None), (work, "named"), (lambda: 0, None), (NoName(), None)):
+        a = _g.Goroutine(fn, (1,), {"k": 2}, name, False)
+        b = _chan.HOT.new_g(fn, (1,), {"k": 2}, name, False)
+        assert type(b) is _g.Goroutine and b.id == a.id + 1      # the same id counter
+        for field in _g.Goroutine.__slots__:
+            if field not in ("__weakref__", "id"):
+                assert getattr(b, field) == getattr(a, field), field
+    assert _chan.HOT.new_g(NoName(), (), {}, None, True).name.startswith("<")   # repr(fn)
+
+
+@pytest.mark.skipif(_chan.HOT is None, reason="the C path is not in use")
+def test_c_waitq_matches_waitq_init():
+    # join() makes its wait queue with the C twin of WaitQ(owner) (pe_hot.c pe_new_waitq)
+    from preempt._runtime import _g
+    from preempt._runtime._waitq import WaitQ
+
+    g = _g.Goroutine(len, (), {}, None)
+    a, b = WaitQ(g), _chan.HOT.new_waitq(g)
+    assert type(b) is WaitQ
+    assert set(WaitQ.__slots__) == {"_q", "_owner"}, "a new WaitQ field: pe_new_waitq sets it?"
+    assert type(b._q) is type(a._q) and len(b._q) == 0
+    assert b.owner is a.owner is g
+    del g
+    assert b.owner is None                                       # a weak reference

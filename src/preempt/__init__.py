@@ -46,7 +46,7 @@ from ._runtime._preempt import no_preempt as no_preempt, deny_preemption_in as d
 from ._runtime._local import local as local
 from ._runtime._debug import stats as stats, dump as dump
 from .time import sleep as sleep
-from .chan import Chan as Chan, select as select, Recv as Recv, Send as Send
+from .chan import Chan as Chan, select as select, Recv as Recv, Send as Send  # + the C path
 from .sync import WaitGroup as WaitGroup, Mutex as Mutex, Once as Once, Event as Event
 from .io import notify_closing as notify_closing
 from .io import wait_readable as wait_readable, wait_writable as wait_writable
@@ -56,7 +56,6 @@ from .group import Group as Group
 from ._patch import patch as patch, unpatch as unpatch
 # --- end of runtime exports ---
 
-from ._runtime import _hotpath as _hotpath
 
 
 def __getattr__(name: str):
@@ -69,7 +68,5 @@ def __getattr__(name: str):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-_hotpath.install()       # the C hand-off path, where built (csrc/pe_hot.c)
 
 __version__ = "0.1.0"

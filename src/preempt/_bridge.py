@@ -18,7 +18,6 @@ switches; the handler on the main thread, in whichever greenlet CPython runs it.
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import threading
 import time
@@ -30,6 +29,8 @@ from weakref import WeakKeyDictionary
 from greenlet import getcurrent
 
 from ._errors import PreemptError, Unavailable
+from ._runtime import _signals
+from ._runtime._rules import IO_SLICE_NS
 
 REPORT_KEEP = 100       # late-request reports kept
 _nopreempt: "WeakKeyDictionary[Any, int]" = WeakKeyDictionary()   # greenlet -> no_preempt depth
@@ -106,8 +107,9 @@ class SlotMonitor:
             raise PreemptError(f"{self.what} cannot be used while preempt.run() runs: they "
                                "share the monitor thread (one or the other per process)")
         m = threads.current()
-        self.old_handler = signal.signal(self.slot, self._on_slot)
-        rc = self.lib.pe_sysmon_start(self.slot, max(1, int(self.slice * 1e9)), m._slot, m._gen)
+        self.old_handler = _signals.take_over(self.slot, self._on_slot)
+        rc = self.lib.pe_sysmon_start(self.slot, max(1, int(self.slice * 1e9)), IO_SLICE_NS,
+                                      m._slot, m._gen)
         if rc != self.lib.PE_OK:
             self._restore()
             raise PreemptError(f"{self.what}: could not start the monitor (core error {rc}; is "
@@ -135,12 +137,7 @@ class SlotMonitor:
         self._restore()
 
     def _restore(self) -> None:
-        # A trip sysmon made before it stopped may still be pending: let it run a no-op here,
-        # or CPython would later raise "Signal N ignored due to race condition" in random code.
-        signal.signal(self.slot, _drained)
-        _drained(0, None)
-        signal.signal(self.slot, self.old_handler if self.old_handler is not None
-                      else signal.SIG_DFL)
+        _signals.give_back(self.slot, self.old_handler)   # drops a trip still pending
 
     def switched(self, running: bool, kick: bool = False) -> None:
         """A switch happened: sysmon's slice clock restarts; ``running``: preemptible code runs
@@ -184,6 +181,3 @@ class SlotMonitor:
         except Exception:
             pass
 
-
-def _drained(signum: int, frame: Any) -> None:
-    """The SLOT handler while a bridge puts the old one back: a pending trip is dropped."""

@@ -8,8 +8,9 @@ value straight to it and puts it in ``runnext`` (the receiver runs next, without
 order (so a ready case is chosen uniformly, and none is starved), and if none is ready it parks
 one waiter per case, all sharing one ``Sel``; the first peer to claim one wins.
 
-``send``, ``recv`` and ``recv_ok`` have C twins (``csrc/pe_hot.c``) for the hand-off path; they
-call these Python methods for everything else, so the rules below are stated once, here.
+``send``, ``recv``, ``recv_ok`` and ``__iter__`` have C twins (``csrc/pe_hot.c``) for the
+hand-off path, put in their place by the block at the end of this file; they call these Python
+methods for everything else, so the rules below are stated once, here.
 
 Semantics (Go's, except where noted):
 
@@ -25,6 +26,7 @@ Semantics (Go's, except where noted):
 
 from __future__ import annotations
 
+import os
 import random
 from collections import deque
 from itertools import count
@@ -33,9 +35,8 @@ from typing import Any, Iterator, Optional, Tuple
 
 from greenlet import getcurrent
 
-from ._errors import ChanClosed, PreemptError
+from ._errors import Cancelled, ChanClosed, PreemptError
 from ._runtime import _park
-from ._runtime._park import RUNNABLE
 from ._runtime._timeouts import TIMEOUT_MAX, check_timeout
 from ._runtime._timers import add_timer
 from ._runtime._waitq import TIMEOUT, Sel, Waiter, WaitQ
@@ -143,29 +144,7 @@ class Chan:
         s = _park.sched
         if s is None or s.cur is None or s.cur.glet is not getcurrent():
             s = _park.check_sched("Chan.send()")
-        if self._closed:
-            self._try_send(v)                  # raises ChanClosed
-        q = self._recvq._q
-        while q:                                # _try_send, inlined for the hand-off path
-            w = q.popleft()
-            w.q = None
-            sel = w.sel
-            if sel is not None:
-                if sel.winner is not None:
-                    continue
-                sel.winner = w
-            w.elem = v
-            w.ok = True
-            rg = w.g                            # _park.ready(rg, next=True), inlined
-            rg.state = RUNNABLE
-            rg.blocker = None
-            old = s.runnext
-            s.runnext = rg
-            if old is not None:
-                s.runq.append(old)
-            return
-        if len(self._buf) < self._cap:
-            self._buf.append(v)
+        if self._try_send(v):                  # handed to a receiver, or buffered; or ChanClosed
             return
         if self._sendq.park_cached(s, s.cur, "chan send", v).closed:
             self._send_closed()
@@ -343,3 +322,59 @@ def select(*cases: Any, timeout: Optional[float] = None,
     if win.closed:
         raise ChanClosed(f"select: {c.ch!r} was closed while a Send case waited on it")
     return win.index, None
+
+
+# -- the C hand-off path -------------------------------------------------------------------
+#
+# csrc/pe_hot.c runs Chan.send/recv/recv_ok/__iter__, the wait-queue operations they use
+# (WaitQ.dequeue/park_cached, _park.ready) and the park they end in (_park.park_checked) with
+# the rules stated above, in _waitq.py and in _park.py, on the same objects: it
+# reads each __slots__ member's offset from its descriptor, and takes the states and constants
+# of _runtime/_rules.py from init(). The Python definitions stay the reference: the C ones call
+# them for every path they do not handle (misuse, errors, a closed channel, a pending
+# interrupt), and they run alone where the extension is not built or PREEMPT_PURE=1 is set
+# (the suites run both ways; tests/test_runtime_differential.py checks that both run the same
+# goroutines in the same order).
+
+
+def _load_c_path() -> Any:
+    """The initialised ``preempt._hot`` module, or None (not built, or PREEMPT_PURE=1)."""
+    if os.environ.get("PREEMPT_PURE", "") not in ("", "0"):
+        return None
+    try:
+        from . import _hot
+    except ImportError:
+        return None
+    from greenlet import greenlet
+
+    from ._runtime import _g, _rules, _sched
+
+    _hot.init({
+        "Goroutine": _g.Goroutine, "Waiter": Waiter, "WaitQ": WaitQ, "Chan": Chan,
+        "Scheduler": _sched.Scheduler, "deque": deque,
+        "RUNNABLE": _rules.RUNNABLE, "RUNNING": _rules.RUNNING, "WAITING": _rules.WAITING,
+        "RUNNEXT_STREAK": _rules.RUNNEXT_STREAK, "POLL_EVERY": _rules.POLL_EVERY,
+        "raise_pending": _park.raise_pending,
+        "getcurrent": getcurrent, "switch": greenlet.switch,
+        "send": Chan.send, "recv": Chan.recv, "recv_ok": Chan.recv_ok,
+        "send_closed": Chan._send_closed, "recv_closed": Chan._recv_closed,
+        "ready": _park.ready, "park_cached": WaitQ.park_cached, "wake_all": WaitQ.wake_all,
+        "DEAD": _rules.DEAD, "Cancelled": Cancelled, "arm_reporter": _sched.arm_reporter,
+        "join": _g.Goroutine.join,
+        # new_g copies the defaults of a G that Goroutine.__init__ made (not a second list of
+        # them), and takes ids from the same counter; the sample's id is not used up
+        "g_sample": _g.Goroutine(len, (), {}, "sample"), "g_ids": _g.reset_ids(),
+    })
+    return _hot
+
+
+HOT = _load_c_path()
+if HOT is not None:
+    from ._runtime import _g, _sched as _scheduler
+
+    Chan.send, Chan.recv, Chan.recv_ok, Chan.__iter__ = HOT.chan_methods(Chan)
+    WaitQ.dequeue, WaitQ.park_cached, WaitQ.wake_all = HOT.waitq_methods(WaitQ)
+    _park.use_c_path(HOT)          # park_checked, ready, exit_g
+    _scheduler.use_c_path(HOT)     # _g_done
+    _g.new_g = HOT.new_g           # Goroutine(...) without the Python __init__
+    (_g.Goroutine.join,) = HOT.g_methods(_g.Goroutine)

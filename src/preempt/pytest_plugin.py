@@ -106,7 +106,7 @@ def leftovers() -> List[Any]:
 
 
 def leak_message(left: List[Any], what: str) -> str:
-    from preempt._runtime._g import WAITING
+    from preempt._runtime._rules import WAITING
 
     lines = [f"preempt: {len(left)} goroutine(s) still alive when {what} ended (leaked: join "
              "them, cancel them, or start them in a preempt.Group):"]

@@ -53,6 +53,7 @@ from greenlet import GreenletExit, getcurrent
 
 from .._errors import Cancelled, PreemptError, Timeout
 from . import _park
+from ._rules import DEAD, RUNNING
 from ._timeouts import TIMEOUT_MAX, check_timeout
 
 
@@ -92,7 +93,7 @@ def cancel(g: Any, msg: Optional[str]) -> bool:
     """
     if msg is not None and not isinstance(msg, str):
         raise TypeError(f"Goroutine.cancel(): msg must be None or a str, not {type(msg).__name__!r}")
-    if g.state is _park.DEAD:
+    if g.state is DEAD:
         return False
     s = _park.sched
     if s is None or threading.get_ident() != s.ident:
@@ -221,7 +222,7 @@ def _expire(scope: timeout) -> None:
     """The deadline's timer. Hub."""
     g = scope._g
     scope._timer = None
-    if g is None or g.state is _park.DEAD:
+    if g is None or g.state is DEAD:
         return
     scope.expired = True
     s = _park.sched
@@ -256,7 +257,7 @@ def _unraisable(u: Any) -> None:
     s = _park.sched
     if s is not None and isinstance(e, (Cancelled, GreenletExit)):
         g = s.cur
-        if g is not None and g.glet is getcurrent() and g.state is _park.RUNNING:
+        if g is not None and g.glet is getcurrent() and g.state is RUNNING:
             s._keep(g, e)
             return
     (_prev_unraisable or sys.__unraisablehook__)(u)

@@ -31,7 +31,8 @@ from collections import deque
 from typing import Any, Deque, List, Optional
 
 from .. import _corelib
-from . import _asynchook, _preempt
+from . import _asynchook, _preempt, _signals
+from ._rules import IO_SLICE_NS
 from ._sysmon import NullMonitor
 
 SLOT = signal.SIGRTMAX
@@ -62,12 +63,13 @@ class CoreMonitor(NullMonitor):
 
         self.stuck_us = max(50_000.0, 5 * slice_seconds * 1e6)
 
-        self._old = signal.signal(SLOT, self._on_slot)
+        self._old = _signals.take_over(SLOT, self._on_slot)
         m = threads.current()
         self.m_slot, self.m_gen = m._slot, m._gen
-        rc = self._lib.pe_sysmon_start(SLOT, max(1, int(slice_seconds * 1e9)), m._slot, m._gen)
+        rc = self._lib.pe_sysmon_start(SLOT, max(1, int(slice_seconds * 1e9)), IO_SLICE_NS,
+                                        m._slot, m._gen)
         if rc != self._lib.PE_OK:
-            signal.signal(SLOT, self._old if self._old is not None else signal.SIG_DFL)
+            _signals.give_back(SLOT, self._old)
             raise RuntimeError(f"preempt: could not start sysmon (core error {rc})")
         self.sh.running = 1
         self.active = True
@@ -82,7 +84,7 @@ class CoreMonitor(NullMonitor):
         self.sh.running = 0
         self._lib.pe_sysmon_stop()
         _asynchook.uninstall()
-        signal.signal(SLOT, self._old if self._old is not None else signal.SIG_DFL)
+        _signals.give_back(SLOT, self._old)
 
     def after_fork_child(self, m_survived: bool) -> None:
         """fork() child: sysmon does not exist here (``pe_sysmon_atfork_child`` forgot it).
@@ -103,7 +105,7 @@ class CoreMonitor(NullMonitor):
         if not m_survived:
             self.sh.running = 0
             _asynchook.uninstall()
-            signal.signal(SLOT, self._old if self._old is not None else signal.SIG_DFL)
+            _signals.give_back(SLOT, self._old)
             return
         before_run = self._old          # start() saves the handler it replaces: ours, here
         self.start(self.sched.slice)
@@ -220,7 +222,7 @@ class CoreMonitor(NullMonitor):
 
     def check(self) -> Optional[str]:
         """None while the SLOT handler is ours, else what went wrong."""
-        if self.active and signal.getsignal(SLOT) != self._on_slot:
+        if self.active and not _signals.is_ours(SLOT, self._on_slot):
             return (f"the handler of signal {SLOT} (preempt's preemption slot) was replaced: "
                     "Python-code preemption is off until it is restored")
         return None

@@ -92,7 +92,7 @@ import sys
 import threading
 from typing import Any, Callable, List
 
-from . import _hotpath, _park
+from . import _park
 
 _kept: List[Any] = []       # dropped schedulers of a dead M (rule 4), never freed
 _held: Any = None           # the lock _before took, released by the after handlers
@@ -171,8 +171,7 @@ def _drop(s: Any) -> None:
     _step("the signal handlers", lambda: _put_back_handlers(s))
     _step("the poller", lambda: s.poller.after_fork_child(False))
     _step("the offload pool", lambda: _drop_pool(s, False))
-    _park.sched = None
-    _hotpath.set_sched(None)
+    _park.set_sched(None)
 
 
 def _put_back_handlers(s: Any) -> None:

@@ -45,15 +45,21 @@ from typing import Any, Optional
 
 from .._errors import Cancelled, PreemptError
 from . import _cancel, _park
+from ._rules import DEAD, RUNNABLE
 from ._timeouts import TIMEOUT_MAX, check_timeout
 from ._waitq import WaitQ
 
-RUNNABLE = "runnable"
-RUNNING = "running"
-WAITING = "waiting"
-DEAD = "dead"
 
 _ids = itertools.count(1)
+
+
+def reset_ids() -> Any:
+    """Starts the ids again from the last one given out (chan.py, once, after making a sample G
+    whose id is not kept); returns the counter. Import time."""
+    global _ids
+    last = next(_ids) - 1
+    _ids = itertools.count(max(1, last))
+    return _ids
 
 
 class JoinTimeout(PreemptError, TimeoutError):
@@ -170,9 +176,12 @@ class Goroutine:
             if s.cur is self:
                 raise PreemptError(f"goroutine {self.id} {self.name!r} tried to join itself, "
                                    "which would wait for ever; join it from another goroutine")
-            if self.joiners is None:
-                self.joiners = WaitQ(self)
-            if not self.joiners.wait("join", timeout):
+            q = self.joiners
+            if q is None:
+                q = self.joiners = WaitQ(self)
+            if timeout is None:
+                q.park_cached(s, s.cur, "join")      # WaitQ.wait(), minus what is checked above
+            elif not q.wait("join", timeout):
                 raise JoinTimeout(f"goroutine {self.id} {self.name!r} did not finish within "
                                   f"{timeout:g} s; join again or give it more time")
         exc = self.exc
@@ -233,3 +242,7 @@ class ExcReporter:
 
 
 G = Goroutine
+
+# What go() calls to make a G: the class itself, or its C twin (pe_hot.c new_g, which chan.py
+# puts here): the same fields, without running __init__.
+new_g: Any = Goroutine

@@ -38,11 +38,11 @@ Invariants:
 6. A G woken by a ready fd goes to the *front* of the run queue, ahead of the Gs that were
    preempted: it was waiting for I/O and usually runs briefly (a light request), while they
    have used whole slices. While a G runs, sysmon looks at this epoll every 0.5 ms and,
-   when something is ready and the G has run for 0.5 ms (``PE_IO_SLICE_NS``), asks for a
+   when something is ready and the G has run for 0.5 ms (``_rules.IO_SLICE``), asks for a
    preemption; the preempted G passes through the hub, which polls (``_park.yield_preempted``).
    So a request that arrives while CPU-bound goroutines run waits about 0.5 ms, not
    whole slices. Several Gs woken in one poll keep the order epoll reported them in; when
-   others wait behind the first, a timer 0.5 ms ahead (``IO_SLICE``) ends its turn if it
+   others wait behind the first, a timer as far ahead ends its turn if it
    computes (a heavy request), so the next woken G (a light one) is not held up for a slice.
    A timer or I/O request can also land on a woken G that has only just started (that timer
    may have been meant for the G before it): an I/O-woken G preempted by one in its first turn
@@ -58,16 +58,20 @@ import fcntl
 import os
 import selectors
 from collections import deque
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from .._errors import PreemptError
 from . import _park
+from ._rules import IO_SLICE, RUNNABLE
 from ._timers import add_timer
+
+if TYPE_CHECKING:
+    from ._g import Goroutine
+    from ._sched import Scheduler
 
 READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
 SWEEP_EVERY = 0.05      # seconds between looks for watched fds closed under their waiters
-IO_SLICE = 0.0005       # seconds a G woken by I/O runs before the next woken one (invariant 6)
 
 
 def _io_slice_over(_: Any) -> None:
@@ -79,7 +83,7 @@ class FdWaiter:
 
     __slots__ = ("poller", "fd", "event", "g", "fired", "timer", "timed_out")
 
-    def __init__(self, poller: "Poller", fd: int, event: int, g: Any) -> None:
+    def __init__(self, poller: "Poller", fd: int, event: int, g: Goroutine) -> None:
         self.poller = poller
         self.fd = fd
         self.event = event
@@ -105,7 +109,7 @@ class FdWaiter:
 class Poller:
     """One epoll, owned by one scheduler. M thread only, except :meth:`complete`/:meth:`wakeup`."""
 
-    def __init__(self, s: Any) -> None:
+    def __init__(self, s: Scheduler) -> None:
         self.s = s
         self.sel = selectors.DefaultSelector()
         self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -168,7 +172,7 @@ class Poller:
         self.completions.append((fn, arg))
         self.wakeup()
 
-    def watch(self, fd: int, event: int, g: Any) -> FdWaiter:
+    def watch(self, fd: int, event: int, g: Goroutine) -> FdWaiter:
         """Registers g's interest in ``event`` on ``fd`` (invariant 1)."""
         slots = self.waiters.get(fd)
         if slots is None:
@@ -269,7 +273,7 @@ class Poller:
                     w = slots[ev]
                     self._forget(w)
                     g = w.g
-                    g.state = _park.RUNNABLE           # invariant 6: the front of the queue
+                    g.state = RUNNABLE           # invariant 6: the front of the queue
                     g.blocker = None
                     g.io_turn = True
                     woke.append(g)

@@ -6,23 +6,31 @@ preemption ends in :func:`park` or one of its siblings here (:func:`gosched`,
 hub's loop in ``_sched.py`` that switches *into* Gs. trio's ``_traps.py`` is the model: one
 choke point to reason about (DESIGN.md §3, invariant 1).
 
-Hand-off goes G to G. When a G parks, :func:`_switch_out` picks the next runnable G itself and
-switches straight to its greenlet; the hub is visited only when it has work: nothing runnable
-(it polls fds and sleeps until the next timer), a timer is due, the fds have not been polled for
-61 switches while some are watched, or a signal asked for it (``hub_wanted``). A channel
-ping-pong is then two greenlet switches per round trip, no hub in between.
+Hand-off goes G to G. When a G gives up the CPU, :func:`next_or_hub` — the one statement of
+that rule — picks the next runnable G itself and the G switches straight to its greenlet; the hub
+is visited only when it has work: nothing runnable (it polls fds and sleeps until the next
+timer), a timer is due, the fds have not been polled for ``POLL_EVERY`` switches while some are
+watched, or a signal asked for it (``hub_wanted``). A channel ping-pong is then two greenlet
+switches per round trip, no hub in between.
 
 Fairness (Go's rules):
 
 1. ``ready(g, next=True)`` puts g in ``runnext``: a G woken by the running G (channel hand-off,
    timer) runs next; the G it displaces goes to the tail of the run queue.
-2. ``runnext`` inherits the time slice: after 64 consecutive ``runnext`` picks the run queue's
-   head goes first, so two Gs playing ping-pong cannot starve the rest.
+2. ``runnext`` inherits the time slice: after ``RUNNEXT_STREAK`` (64) consecutive ``runnext``
+   picks the run queue's head goes first, so two Gs playing ping-pong cannot starve the rest.
+   (``streak`` counts them and stops at ``RUNNEXT_STREAK``: only whether it got there matters.)
 3. A G that was preempted or called gosched() goes to the tail.
 4. A G that has never run and needs a new greenlet is started by the hub (see take_direct).
 
-:func:`park_checked` has a C twin (``csrc/pe_hot.c``, wired by ``_hotpath.py``) that replaces
-it where the extension is built; the two must keep the same rules.
+:func:`park_checked`, :func:`ready` and :func:`exit_g` have C twins in ``csrc/pe_hot.c``: where
+that extension is built, ``chan.py`` puts them in this module in place of the Python functions
+(:func:`use_c_path`; the C path's install block is at the end of chan.py). They apply
+:func:`next_or_hub` and :func:`take_direct` with the constants of ``_rules.py``, which chan.py
+hands them; ``tests/test_runtime_differential.py`` runs the same programs on both paths and
+checks that the goroutines run in the same order.
+
+:func:`set_sched` is the one place that sets (and clears) the running scheduler, for both paths.
 
 Where these run: on the M thread only, in a G (park, gosched, yield_preempted, exit_g) or in
 any context (ready). A call from another OS thread raises PreemptError (:func:`check_sched`).
@@ -31,25 +39,44 @@ any context (ready). A call from another OS thread raises PreemptError (:func:`c
 from __future__ import annotations
 
 from time import monotonic
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from greenlet import getcurrent
+from greenlet import getcurrent, greenlet
 
 from .._errors import PreemptError
+from ._rules import POLL_EVERY, RUNNABLE, RUNNEXT_STREAK, RUNNING, WAITING
 
-# The running scheduler (``_sched.Scheduler``) or None. One per process in version 1.
-sched: Any = None
+if TYPE_CHECKING:
+    from ._g import Goroutine
+    from ._sched import Scheduler
+# The running scheduler (``_sched.Scheduler``) or None. One per process in version 1. Only
+# set_sched() assigns it.
+sched: Optional[Scheduler] = None
 
-RUNNABLE = "runnable"
-RUNNING = "running"
-WAITING = "waiting"
-DEAD = "dead"
-
-_RUNNEXT_STREAK = 64   # rule 2
-_POLL_EVERY = 61       # visit the hub to poll fds every 61 switches when fds are watched
+# The C hand-off module (``preempt._hot``) once chan.py installed it, else None.
+_hot: Any = None
 
 
-def running_sched(what: str) -> Any:
+def set_sched(s: Optional[Scheduler]) -> None:
+    """Makes ``s`` (or None) the running scheduler, for the Python and the C path. M thread."""
+    global sched
+    sched = s
+    if _hot is not None:
+        _hot.set_sched(s)
+
+
+def use_c_path(hot: Any) -> None:
+    """Puts the C twins of :func:`park_checked`, :func:`ready` and :func:`exit_g` in their place
+    (chan.py, at import). ``hot`` is the initialised ``preempt._hot`` module."""
+    global park_checked, ready, exit_g, _hot
+    _hot = hot
+    park_checked = hot.park
+    ready = hot.ready
+    exit_g = hot.exit_g
+    hot.set_sched(sched)
+
+
+def running_sched(what: str) -> Scheduler:
     """The scheduler, when called from the running G on the M; else check_sched() raises."""
     s = sched
     if s is None or s.cur is None or s.cur.glet is not getcurrent():
@@ -57,7 +84,7 @@ def running_sched(what: str) -> Any:
     return s
 
 
-def check_sched(what: str) -> Any:
+def check_sched(what: str) -> Scheduler:
     """Returns the running scheduler, or raises PreemptError saying why ``what`` cannot run."""
     s = sched
     if s is None:
@@ -67,7 +94,7 @@ def check_sched(what: str) -> Any:
     return s
 
 
-def _raise_not_in_g(s: Any, what: str) -> None:
+def _raise_not_in_g(s: Scheduler, what: str) -> None:
     import threading
 
     if threading.get_ident() != s.ident:
@@ -97,43 +124,18 @@ def park(reason: str, blocker: Any = None) -> None:
     park_checked(s, s.cur, reason, blocker)
 
 
-def park_checked(s: Any, g: Any, reason: str, blocker: Any) -> None:
-    """park() for callers that already checked that g is the running G on the M (hot path)."""
+def park_checked(s: Scheduler, g: Goroutine, reason: str, blocker: Any) -> None:
+    """park() for callers that already checked that g is the running G on the M (hot path).
+
+    The C path replaces it (``use_c_path``)."""
     if g.pending_exc is not None:
         raise_pending(g, blocker)
     g.state = WAITING
     g.wait_reason = reason
     g.blocker = blocker
-    # _switch_out(s, g), inlined: this is the hot path of every hand-off.
     s.tick = tick = s.tick + 1
-    if not s.hub_wanted:
-        t = s.timers
-        if (not t or t[0][0] > monotonic()) and not (s.npoll and tick % _POLL_EVERY == 0):
-            nxt = s.runnext
-            if nxt is not None and nxt.glet is not None and s.streak < _RUNNEXT_STREAK:
-                s.runnext = None            # take_direct()'s common case, inlined
-                s.streak += 1
-            else:
-                nxt = take_direct(s)
-            if nxt is not None:
-                s.cur = nxt
-                nxt.state = RUNNING
-                s.mtick[0] = tick
-                glet = nxt.glet
-                if glet is None:
-                    s.bind(nxt).switch()        # a new or reused worker reads s.cur: nxt
-                else:
-                    glet.switch()               # a parked G ignores the value: no args tuple
-                exc = g.wake_exc
-                if exc is not None:
-                    g.wake_exc = None
-                    try:
-                        raise exc
-                    finally:
-                        exc = None          # no frame -> exception -> traceback -> frame cycle
-                return
-    s.cur = None
-    s.hub.switch()
+    # Nothing is passed: a parked G ignores the value, a new or reused worker reads s.cur.
+    next_or_hub(s, None, tick).switch()
     exc = g.wake_exc
     if exc is not None:
         g.wake_exc = None
@@ -143,7 +145,7 @@ def park_checked(s: Any, g: Any, reason: str, blocker: Any) -> None:
             exc = None          # no frame -> exception -> traceback -> frame cycle
 
 
-def raise_pending(g: Any, blocker: Any = None) -> None:
+def raise_pending(g: Goroutine, blocker: Any = None) -> None:
     """Raises the interrupt kept for g's next checkpoint (``_g.py``), undoing the wait about to
     start. Running G only."""
     exc = g.pending_exc
@@ -157,7 +159,7 @@ def raise_pending(g: Any, blocker: Any = None) -> None:
         exc = None          # no frame -> exception -> traceback -> frame cycle
 
 
-def ready(g: Any, next: bool = False) -> None:
+def ready(g: Goroutine, next: bool = False) -> None:
     """Makes a waiting G runnable. Any context on the M thread; never switches.
 
     Args:
@@ -181,24 +183,11 @@ def gosched() -> None:
     s = sched
     if s is None or s.cur is None or s.cur.glet is not getcurrent():
         s = check_sched("preempt.gosched()")
-    g = s.cur
-    if g.pending_exc is not None:
-        raise_pending(g)
-    g.state = RUNNABLE
-    g.wait_reason = None
-    s.runq.append(g)
-    _switch_out(s, g)
-    exc = g.wake_exc
-    if exc is not None:
-        g.wake_exc = None
-        try:
-            raise exc
-        finally:
-            exc = None          # no frame -> exception -> traceback -> frame cycle
+    _yield(s, s.cur, False, False)
 
 
-def yield_preempted(s: Any, g: Any, front: bool = False) -> None:
-    """The preemption hook's way out: like gosched() but counted. Python-level handler only.
+def yield_preempted(s: Scheduler, g: Goroutine, front: bool = False) -> None:
+    """The preemption hook's way out: gosched() for g, counted. Python-level handler only.
 
     The G goes to the tail of the run queue; with ``front`` (an I/O-woken G cut short in its
     first turn, ``_netpoll.py`` invariant 6) ahead of the preempted Gs instead, behind the
@@ -207,11 +196,20 @@ def yield_preempted(s: Any, g: Any, front: bool = False) -> None:
     When fds are watched it goes through the hub, which polls them first: the Gs a ready fd
     wakes go to the front of the run queue. A G preempted at the end of its slice has run for a
     whole slice, so this costs one ``epoll_wait(0)`` per slice, and it is what keeps CPU-bound
-    goroutines from delaying an accept loop or a light request by up to ``_POLL_EVERY`` slices
+    goroutines from delaying an accept loop or a light request by up to ``POLL_EVERY`` slices
     (``net.py`` rule 6)."""
+    s.npreempt += 1
+    try:
+        _yield(s, g, front, bool(s.npoll) or front)
+    finally:
+        g = None            # the traceback keeps this frame: no exception -> G cycle
+
+
+def _yield(s: Scheduler, g: Goroutine, front: bool, via_hub: bool) -> None:
+    """gosched() and yield_preempted(): g, the running G, stays runnable and gives up the CPU,
+    to the next G (:func:`next_or_hub`) or, with ``via_hub``, to the hub."""
     if g.pending_exc is not None:
         raise_pending(g)
-    s.npreempt += 1
     g.state = RUNNABLE
     g.wait_reason = None
     q = s.runq
@@ -222,12 +220,14 @@ def yield_preempted(s: Any, g: Any, front: bool = False) -> None:
         q.insert(i, g)
     else:
         q.append(g)
-    if s.npoll or front:
-        s.tick += 1
+    s.tick = tick = s.tick + 1
+    if via_hub:
         s.cur = None
         s.hub.switch()
     else:
-        _switch_out(s, g)
+        glet = next_or_hub(s, g, tick)
+        if glet is not g.glet:          # g itself was next: it goes on, nothing to switch
+            glet.switch()
     exc = g.wake_exc
     if exc is not None:
         g.wake_exc = None
@@ -238,13 +238,15 @@ def yield_preempted(s: Any, g: Any, front: bool = False) -> None:
             exc = None          # no frame -> exception -> traceback -> frame cycle
 
 
-def pick(s: Any) -> Optional[Any]:
+def pick(s: Scheduler) -> Optional[Goroutine]:
     """Takes the next G to run (rules 1-2), or None. Runtime code on the M."""
     nxt = s.runnext
     if nxt is not None:
         s.runnext = None
-        if s.streak < _RUNNEXT_STREAK or not s.runq:
+        if s.streak < RUNNEXT_STREAK:
             s.streak += 1
+            return nxt
+        if not s.runq:
             return nxt
         s.runq.append(nxt)
     s.streak = 0
@@ -252,7 +254,7 @@ def pick(s: Any) -> Optional[Any]:
     return q.popleft() if q else None
 
 
-def take_direct(s: Any) -> Optional[Any]:
+def take_direct(s: Scheduler) -> Optional[Goroutine]:
     """pick() for a G-to-G switch: None when the hub must choose instead.
 
     Rule 4: a G that needs a *fresh* greenlet is started from the hub. A new greenlet begins with
@@ -262,12 +264,14 @@ def take_direct(s: Any) -> Optional[Any]:
     """
     nxt = s.runnext
     if nxt is not None:
-        if s.streak >= _RUNNEXT_STREAK and s.runq:
+        streak = s.streak
+        if streak >= RUNNEXT_STREAK and s.runq:
             return None
         if nxt.glet is None and not s.free:
             return None
         s.runnext = None
-        s.streak += 1
+        if streak < RUNNEXT_STREAK:
+            s.streak = streak + 1
         return nxt
     q = s.runq
     if not q:
@@ -279,7 +283,7 @@ def take_direct(s: Any) -> Optional[Any]:
     return q.popleft()
 
 
-def run_g(s: Any, nxt: Any) -> None:
+def run_g(s: Scheduler, nxt: Goroutine) -> None:
     """Switches from the current greenlet into G ``nxt``; returns when control comes back."""
     s.cur = nxt
     nxt.state = RUNNING
@@ -291,25 +295,33 @@ def run_g(s: Any, nxt: Any) -> None:
     glet.switch()           # nothing passed: a parked G ignores it, a worker reads s.cur
 
 
-def _switch_out(s: Any, g: Any) -> None:
-    """Gives the CPU away from g (already queued or parked); returns when g runs again."""
-    s.tick += 1
+def next_or_hub(s: Scheduler, g: Optional[Goroutine], tick: int) -> greenlet:
+    """The hand-off rule: the greenlet that a G giving up the CPU switches to.
+
+    The next G, if the hub has no work (see the module's docstring) and :func:`take_direct`
+    finds one: it becomes ``s.cur``, ``running``, and sysmon sees the switch (``mtick``); a G
+    that starts now gets a worker greenlet here (``s.bind``). Else the hub, with ``s.cur``
+    None. ``g`` is the G giving up the CPU when it stays runnable (a yield): if it is picked
+    again, its own greenlet is returned and its slice goes on. ``tick`` is the switch count
+    after this switch. Runtime code on the M; the caller switches.
+    """
     if not s.hub_wanted:
         t = s.timers
-        if not (t and t[0][0] <= monotonic()) and not (s.npoll and s.tick % _POLL_EVERY == 0):
+        if not (t and t[0][0] <= monotonic()) and not (s.npoll and tick % POLL_EVERY == 0):
             nxt = take_direct(s)
             if nxt is not None:
+                s.cur = nxt
+                nxt.state = RUNNING
                 if nxt is g:
-                    s.cur = g
-                    g.state = RUNNING
-                    return
-                run_g(s, nxt)
-                return
+                    return g.glet
+                s.mtick[0] = tick
+                glet = nxt.glet
+                return glet if glet is not None else s.bind(nxt)
     s.cur = None
-    s.hub.switch()
+    return s.hub
 
 
-def exit_g(s: Any, glet: Any, is_main: bool) -> Any:
+def exit_g(s: Scheduler, glet: greenlet, is_main: bool) -> Optional[Goroutine]:
     """Called by a worker greenlet ``glet`` whose G has finished: hands the CPU on.
 
     The greenlet goes to the free list; the return value is the next G bound to it (reuse), which
@@ -324,23 +336,11 @@ def exit_g(s: Any, glet: Any, is_main: bool) -> Any:
         return None          # the worker returns; its greenlet dies; its parent, the hub, resumes
     s.free.append(glet)
     s.tick = tick = s.tick + 1
-    if not is_main and not s.hub_wanted:
-        t = s.timers
-        if not (t and t[0][0] <= monotonic()) and not (s.npoll and s.tick % _POLL_EVERY == 0):
-            nxt = take_direct(s)
-            if nxt is not None:
-                s.cur = nxt
-                nxt.state = RUNNING
-                s.mtick[0] = tick
-                other = nxt.glet
-                if other is None:
-                    if s.free and s.free[-1] is glet:   # reuse our own stack: no switch at all
-                        s.free.pop()
-                        nxt.glet = glet
-                        return nxt
-                    other = s.bind(nxt)
-                other.switch()
-                return s.cur
-    s.cur = None
-    s.hub.switch()
+    if is_main:
+        s.cur = None
+        other = s.hub
+    else:
+        other = next_or_hub(s, None, tick)
+    if other is not glet:      # glet: a new G was bound to this very greenlet (s.bind took it
+        other.switch()         # back from the free list): it runs on our own stack, no switch
     return s.cur

@@ -59,10 +59,7 @@ from greenlet import getcurrent
 
 from . import _park
 
-# Why the monitor made a request: its req_reason() (the C core's PE_REASON_*, preempt.h).
-REASON_SLICE = 1        # the G used its slice
-REASON_TIMER = 2        # a timer is due while the G computes
-REASON_IO = 3           # an fd became ready while the G computes
+from ._rules import REASON_SLICE
 
 # The interpreter's own settrace/gettrace: _trace.py wraps the sys ones while run() runs.
 _orig_settrace = sys.settrace

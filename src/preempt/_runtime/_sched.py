@@ -50,9 +50,10 @@ from greenlet import GreenletExit, getcurrent, greenlet
 
 from .._errors import Cancelled, Deadlock, PreemptError
 from . import _fork  # noqa: F401  (registers the at-fork handlers, once per process)
-from . import _cancel, _hotpath, _park, _preempt, _signals, _sysmon, _trace
+from . import _cancel, _csysmon, _g, _park, _preempt, _signals, _sysmon, _trace
 from ._cancel import outranks
-from ._g import DEAD, RUNNABLE, WAITING, Goroutine
+from ._g import Goroutine
+from ._rules import DEAD, RUNNABLE, WAITING
 from ._netpoll import Poller
 from ._timers import add_timer, next_deadline, run_timers
 
@@ -66,7 +67,7 @@ class Scheduler:
     # The hand-off path's fields are slots: the C version of it (csrc/pe_hot.c) reads them at
     # fixed offsets. Everything else lives in __dict__.
     __slots__ = ("cur", "runnext", "runq", "streak", "tick", "mtick", "hub_wanted", "timers",
-                 "npoll", "hub", "free", "__dict__")
+                 "npoll", "hub", "free", "free_max", "main", "gs", "spawned", "__dict__")
 
     def __init__(self, slice_seconds: float) -> None:
         self.ident = threading.get_ident()
@@ -100,7 +101,7 @@ class Scheduler:
         self.exit_exc: Optional[BaseException] = None   # a signal's exception during shutdown
         self.consumed_seq = 0
         self.latencies: deque = deque(maxlen=4096)
-        self.monitor = _sysmon.new_monitor(self)
+        self.monitor = new_monitor(self)
         # Where every switch to a G stores ``tick``: the C monitor's shared schedtick word (its
         # slice clock restarts), or a private word for monitors that read ``tick`` themselves.
         # A store, not a call: it is on the hand-off path.
@@ -118,7 +119,7 @@ class Scheduler:
 
     def spawn(self, fn: Callable, args: tuple, kwargs: dict, name: Optional[str],
               preemptible: bool) -> Goroutine:
-        g = Goroutine(fn, args, kwargs, name, preemptible)
+        g = _g.new_g(fn, args, kwargs, name, preemptible)
         self.gs[g.id] = g
         self.spawned += 1
         self.runq.append(g)
@@ -335,6 +336,15 @@ def _report_abandoned(abandoned: list) -> None:
         pass
 
 
+def new_monitor(sched: Scheduler) -> Any:
+    """The monitor for a new scheduler: the C sysmon (csrc/pe_sysmon.c) where the core is
+    available and run() is on the main thread, else the Python fallback (``_sysmon.py``).
+    ``PREEMPT_SYSMON=python`` forces the fallback (for comparison and debugging)."""
+    if os.environ.get("PREEMPT_SYSMON", "").lower() != "python" and _csysmon.usable():
+        return _csysmon.CoreMonitor(sched)
+    return _sysmon.ItimerMonitor(sched)
+
+
 def _worker_main() -> None:
     """The body of every worker greenlet: run G after G (reuse) until the free list is full.
 
@@ -359,7 +369,11 @@ def _worker_main() -> None:
             elif not args:
                 g.result = fn()                  # CALL, not CALL_FUNCTION_EX: on 3.11+ a Python
             elif len(args) == 1:                 # callee runs in this C frame, so a parked G's
-                g.result = fn(args[0])           # saved C stack is one interpreter frame smaller
+                g.result = fn(args[0])           # saved C stack is one interpreter frame
+            elif len(args) == 2:                 # (~450 bytes) smaller, and every switch
+                g.result = fn(args[0], args[1])  # copies that much less
+            elif len(args) == 3:
+                g.result = fn(args[0], args[1], args[2])
             else:
                 g.result = fn(*args)
             fn = args = kwargs = None
@@ -391,9 +405,20 @@ def _g_done(s: Scheduler, g: Goroutine) -> None:
     del s.gs[g.id]
     g._finish()
     if g.exc is not None and g is not s.main and not isinstance(g.exc, Cancelled):
-        from ._g import ExcReporter
+        arm_reporter(g)
 
-        g.reporter = ExcReporter(g, _report_unjoined)
+
+def arm_reporter(g: Goroutine) -> None:
+    """Gives a G that died of an exception its reporter (``_g.py`` invariant 6)."""
+    from ._g import ExcReporter
+
+    g.reporter = ExcReporter(g, _report_unjoined)
+
+
+def use_c_path(hot: Any) -> None:
+    """Puts the C twin of :func:`_g_done` in its place (chan.py, at import)."""
+    global _g_done
+    _g_done = hot.g_done
 
 
 # The small frame stacks rely on how greenlet saves, restores and frees a greenlet's frame
@@ -524,8 +549,7 @@ def run(main: Callable[..., Any], *args: Any, slice: Optional[float] = None,
         raise PreemptError(f"preempt.run() is already running {where}; there is one runtime per "
                            "process: start more work with preempt.go() instead")
     s = Scheduler(_slice_from(slice))
-    _park.sched = s
-    _hotpath.set_sched(s)
+    _park.set_sched(s)
     try:
         s.hub = greenlet(s.hub_main, getcurrent())
         s.main = s.spawn(main, args, kwargs, "main", True)
@@ -545,8 +569,7 @@ def run(main: Callable[..., Any], *args: Any, slice: Optional[float] = None,
             _cancel.uninstall()
             s.abandon_leftovers()
     finally:
-        _park.sched = None
-        _hotpath.set_sched(None)
+        _park.set_sched(None)
         _teardown(s)
     m = s.main
     if s.exit_exc is not None:      # a signal's exception cut the shutdown short
@@ -595,7 +618,7 @@ def go(fn: Callable[..., Any], *args: Any, name: Optional[str] = None, preemptib
     s = _park.sched
     if s is None or s.cur is None or s.cur.glet is not getcurrent():
         s = _park.check_sched("preempt.go()")
-    g = Goroutine(fn, args, kwargs, name, preemptible)
+    g = _g.new_g(fn, args, kwargs, name, preemptible)
     s.gs[g.id] = g
     s.spawned += 1
     s.runq.append(g)

@@ -1,4 +1,8 @@
-"""Python signal handlers under the runtime: whatever they raise reaches main.
+"""Python signal handlers under the runtime: the program's (routed to main) and the runtime's own.
+
+This module is the only place that installs Python-level signal handlers. The runtime's own —
+the monitors' preemption slots, below under "the runtime's own handlers" — go through
+:func:`take_over` and :func:`give_back`; the program's are routed as follows.
 
 CPython runs a Python-level signal handler at the next bytecode safe-point of the main thread.
 Inside ``run()`` that is whichever goroutine happens to be running — or the hub, or runtime code
@@ -36,7 +40,8 @@ that goroutine dies and re-raise it in main. Rejected: by then the innocent goro
 unwound and its work is lost.)
 
 Where these run: ``install``/``uninstall`` on the M in ``run()``; the routed handlers wherever
-CPython runs Python-level handlers (the M thread, any greenlet).
+CPython runs Python-level handlers (the M thread, any greenlet); ``take_over``/``give_back`` on
+the main thread, where a monitor starts and stops.
 """
 
 from __future__ import annotations
@@ -125,6 +130,40 @@ _routed_getsignal.__doc__ = signal.getsignal.__doc__
 # the core's (it chains the program's): re-installing a Python handler for it would replace the
 # core's with CPython's and end asynchronous preemption.
 _unrouted = frozenset({signal.SIGRTMAX, signal.SIGRTMAX - 1, signal.SIGURG})
+
+
+# -- the runtime's own handlers -----------------------------------------------------------
+#
+# The C monitor's slot (_csysmon.SLOT), the fallback monitor's timer signal (_sysmon) and a
+# bridge's slot (preempt._bridge) run the preemption hook. They are installed with the
+# interpreter's own signal.signal (never routed, whether run() runs or not) and put back the one
+# way below.
+
+
+def take_over(signum: int, handler: Callable[[int, Optional[FrameType]], Any]) -> Any:
+    """Installs one of the runtime's own handlers on ``signum``; returns the handler it
+    replaced, for :func:`give_back`. Main thread."""
+    return _orig_signal(signum, handler)
+
+
+def give_back(signum: int, old: Any) -> None:
+    """Puts back the handler that :func:`take_over` replaced (SIG_DFL for None: it was not
+    installed from Python). A trip the monitor made just before it stopped may still be pending:
+    a no-op handler takes it first (the call below is a bytecode boundary, where CPython runs
+    it), or CPython would later print "Signal N ignored due to race condition" from random
+    code. Main thread."""
+    _orig_signal(signum, _drained)
+    _drained(0, None)
+    _orig_signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+def is_ours(signum: int, handler: Any) -> bool:
+    """Whether ``handler`` is still the one installed for ``signum`` (nobody replaced it)."""
+    return _orig_getsignal(signum) == handler
+
+
+def _drained(signum: int, frame: Optional[FrameType]) -> None:
+    """The handler while :func:`give_back` puts the old one back: a pending trip is dropped."""
 
 
 def install(s: Any) -> None:

@@ -16,7 +16,7 @@ preemption:
                             when no timer is pending (published when the heap's top changes)
 ``req_seq() -> int``        number of the latest request; ``_preempt_hook`` compares it with the
                             scheduler's ``consumed_seq`` and ignores stale ones
-``req_reason() -> int``     why the latest request was made (``_preempt.REASON_*``; a monitor
+``req_reason() -> int``     why the latest request was made (``_rules.REASON_*``; a monitor
                             that cannot tell says ``REASON_SLICE``); read before ``ack``
 ``ack(seq)``                the hook consumed request ``seq`` (the C monitor stops re-sending)
 ``want_hub()``/``hub_done``  a signal handler queued work for the hub / the hub took it (the C
@@ -28,7 +28,7 @@ preemption:
 
 A request is: increment the sequence, then make CPython call ``_preempt._preempt_hook`` from a
 Python-level signal handler on the M (the C monitor trips SLOT; the fallback is already inside
-its tick handler). Swapping implementations is the one line in :func:`new_monitor`.
+its tick handler). Swapping implementations is the one line in ``_sched.new_monitor``.
 
 The fallback (:class:`ItimerMonitor`): a POSIX timer (``timer_create(CLOCK_MONOTONIC)``, called
 through ctypes) delivers signal ``SIGRTMAX - 1`` every slice; on each tick, if no switch happened
@@ -57,7 +57,8 @@ import threading
 import warnings
 from typing import Any, Optional
 
-from . import _preempt
+from . import _preempt, _signals
+from ._rules import REASON_SLICE
 
 _warned_off_main = False
 
@@ -84,7 +85,7 @@ class NullMonitor:
         return 0
 
     def req_reason(self) -> int:
-        return _preempt.REASON_SLICE
+        return REASON_SLICE
 
     def ack(self, seq: int) -> None:
         pass
@@ -133,7 +134,7 @@ class ItimerMonitor(NullMonitor):
                           "for preemption", RuntimeWarning, stacklevel=4)
             return
         self._signum = signum
-        self._old = signal.signal(signum, self._on_alarm)
+        self._old = _signals.take_over(signum, self._on_alarm)
         if timer is not None:
             timer.arm(slice_seconds)
             self._timer = timer
@@ -150,7 +151,7 @@ class ItimerMonitor(NullMonitor):
             self._timer = None
         else:
             signal.setitimer(signal.ITIMER_PROF, 0, 0)
-        signal.signal(self._signum, self._old if self._old is not None else signal.SIG_DFL)
+        _signals.give_back(self._signum, self._old)
 
     def req_seq(self) -> int:
         return self.seq
@@ -165,7 +166,7 @@ class ItimerMonitor(NullMonitor):
         self._timer = None          # the parent's timer id means nothing here: never delete it
         if not m_survived:
             self.active = False
-            signal.signal(self._signum, self._old if self._old is not None else signal.SIG_DFL)
+            _signals.give_back(self._signum, self._old)
             return
         self.last_tick = -1
         if self._signum == signal.SIGPROF:
@@ -174,7 +175,7 @@ class ItimerMonitor(NullMonitor):
         timer = _PosixTimer.create(self._signum)
         if timer is None:           # stop() then disarms ITIMER_PROF, which is not armed: harmless
             self.active = False
-            signal.signal(self._signum, self._old if self._old is not None else signal.SIG_DFL)
+            _signals.give_back(self._signum, self._old)
             warnings.warn("preempt: could not re-create the preemption timer after fork(); "
                           "goroutines in this child switch only when they block",
                           RuntimeWarning, stacklevel=2)
@@ -248,15 +249,3 @@ class _PosixTimer:
             self._libc.timer_delete(self._tid)
             self._tid = None
 
-
-def new_monitor(sched: Any) -> Any:
-    """The monitor for a new scheduler: the C sysmon (csrc/pe_sysmon.c) where the core is
-    available and run() is on the main thread, else this module's Python fallback.
-    ``PREEMPT_SYSMON=python`` forces the fallback (for comparison and debugging)."""
-    import os
-
-    from . import _csysmon
-
-    if os.environ.get("PREEMPT_SYSMON", "").lower() != "python" and _csysmon.usable():
-        return _csysmon.CoreMonitor(sched)
-    return ItimerMonitor(sched)

@@ -29,11 +29,15 @@ from __future__ import annotations
 import heapq
 import itertools
 from time import monotonic
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .._errors import PreemptError
 from . import _park
 from ._timeouts import TIMEOUT_MAX, check_seconds
+
+if TYPE_CHECKING:
+    from ._g import Goroutine
+    from ._sched import Scheduler
 
 _seq = itertools.count()
 WHEN_MAX = (2**63 - 1) / 1e9 - 1.0   # s: the latest deadline the monitor's int64 ns can hold
@@ -45,7 +49,7 @@ class Timer:
 
     __slots__ = ("when", "fn", "arg", "active", "s")
 
-    def __init__(self, s: Any, when: float, fn: Callable[[Any], None], arg: Any) -> None:
+    def __init__(self, s: Scheduler, when: float, fn: Callable[[Any], None], arg: Any) -> None:
         self.s = s
         self.when = when
         self.fn = fn
@@ -68,7 +72,7 @@ class Timer:
         return f"{reason} ({max(0.0, self.when - monotonic()):.3f} s left)"
 
 
-def add_timer(s: Any, when: float, fn: Callable[[Any], None], arg: Any) -> Timer:
+def add_timer(s: Scheduler, when: float, fn: Callable[[Any], None], arg: Any) -> Timer:
     """Schedules ``fn(arg)`` on the hub at monotonic time ``when``. M thread.
 
     Raises:
@@ -88,7 +92,7 @@ def add_timer(s: Any, when: float, fn: Callable[[Any], None], arg: Any) -> Timer
     return t
 
 
-def run_timers(s: Any, now: float) -> int:
+def run_timers(s: Scheduler, now: float) -> int:
     """Runs every expired timer. Hub only. Returns how many fired."""
     h = s.timers
     n = 0
@@ -105,7 +109,7 @@ def run_timers(s: Any, now: float) -> int:
     return n
 
 
-def next_deadline(s: Any) -> float:
+def next_deadline(s: Scheduler) -> float:
     """When the idle hub must wake: the earliest active deadline, but no later than ``POLL_MAX``
     from now (invariant 5), or +inf when no timer is pending. Drops cancelled entries from the
     top. Hub only."""
@@ -120,7 +124,7 @@ def next_deadline(s: Any) -> float:
     return when if when < latest else latest
 
 
-def _wake(g: Any) -> None:
+def _wake(g: Goroutine) -> None:
     _park.ready(g, True)
 
 

@@ -26,11 +26,15 @@ from __future__ import annotations
 
 from collections import deque
 from time import monotonic
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from weakref import ref as _weakref
 
 from . import _park
 from ._timeouts import TIMEOUT_MAX, check_timeout
+
+if TYPE_CHECKING:
+    from ._g import Goroutine
+    from ._sched import Scheduler
 
 TIMEOUT: Any = object()     # Sel.winner when the timer fired first
 
@@ -40,7 +44,7 @@ class Waiter:
 
     __slots__ = ("g", "elem", "ok", "sel", "index", "q", "closed")
 
-    def __init__(self, g: Any, elem: Any = None) -> None:
+    def __init__(self, g: Goroutine, elem: Any = None) -> None:
         self.g = g
         self.elem = elem          # the value being sent, or the value received
         self.ok = False           # a value was delivered (recv) / taken (send)
@@ -65,7 +69,7 @@ class Sel:
 
     __slots__ = ("g", "waiters", "winner", "timer")
 
-    def __init__(self, g: Any) -> None:
+    def __init__(self, g: Goroutine) -> None:
         self.g = g
         self.waiters: list = []
         self.winner: Any = None
@@ -208,7 +212,7 @@ class WaitQ:
             sel.cancel()
         return sel.winner is w
 
-    def park_cached(self, s: Any, g: Any, reason: str, elem: Any = None) -> Waiter:
+    def park_cached(self, s: Scheduler, g: Goroutine, reason: str, elem: Any = None) -> Waiter:
         """Parks g, the running G of s, in this queue with its cached waiter holding ``elem``;
         returns the waiter once woken. One cached waiter per G (Go's sudog cache) is enough:
         a G waits in at most one queue at a time, except in select, which makes its own.
