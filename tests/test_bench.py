@@ -122,3 +122,22 @@ def test_aio_benchmark_reports_the_three_ways(tmp_path):
     # behaviour, not speed: inline work freezes the loop, preempt.aio keeps it ticking
     assert kinds["inline"][0]["ticks"] == 0, kinds["inline"]
     assert kinds["preempt.aio.run"][0]["ticks"] > 10, kinds["preempt.aio.run"]
+
+
+def test_instruction_counts_per_operation(monkeypatch):
+    # python -m preempt.bench.instructions: callgrind counts at two sizes, the difference per
+    # operation. Tiny sizes here; the real run uses 10-30 thousand operations.
+    import shutil
+
+    import pytest
+
+    if shutil.which("valgrind") is None:
+        pytest.skip("valgrind is not installed")
+    from preempt.bench import instructions
+
+    monkeypatch.setattr(instructions, "OPS", {"spawn+join": ("spawn_join", 200, 1200)})
+    res = instructions.measure()
+    # a spawn+join is a few thousand instructions at least (two switches, two objects), and
+    # far below what 1,000 of them would be if start-up were not cancelled out
+    assert 2_000 < res["spawn+join"] < 200_000, res
+    assert "spawn+join" in instructions.report(res)
