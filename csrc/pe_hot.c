@@ -47,8 +47,10 @@ static PyObject *st_runnable, *st_running, *st_waiting;
 static PyObject *py_raise_pending, *py_waiter_cls, *py_getcurrent, *py_switch;
 static PyObject *py_send, *py_recv, *py_recv_ok, *py_send_closed, *py_recv_closed;
 static PyObject *py_ready, *py_park_cached, *py_goroutine_cls, *py_g_ids;
-static Py_ssize_t g_id, g_name, g_fn, g_args, g_kwargs, g_preemptible, g_joiners, g_locals, g_exc;
-static PyObject *st_dead, *py_cancelled, *py_arm_reporter, *py_wake_all, *py_join, *py_waitq_cls;
+static Py_ssize_t g_id, g_name, g_fn, g_args, g_kwargs, g_preemptible, g_joiners, g_locals,
+    g_exc;
+static PyObject *st_dead, *py_cancelled, *py_arm_reporter, *py_wake_all, *py_join,
+    *py_waitq_cls;
 static Py_ssize_t g_result, q_owner;
 /* Goroutine.__init__'s defaults: (offset, value) for every other slot, from init(). */
 #define PE_G_MAX_FIELDS 64
@@ -155,13 +157,15 @@ static inline Py_ssize_t pe_qlen(PyObject *q)
 /* q.popleft(): new reference or NULL. GIL held. */
 static inline PyObject *pe_popleft(PyObject *q)
 {
-    return Py_IS_TYPE(q, pe_deque_type) ? pe_deque_popleft(q, NULL) : pe_call1(q, str_popleft, NULL);
+    return Py_IS_TYPE(q, pe_deque_type) ? pe_deque_popleft(q, NULL)
+                                        : pe_call1(q, str_popleft, NULL);
 }
 
 /* q.append(v): 0, or -1 with an exception. GIL held. */
 static inline int pe_append(PyObject *q, PyObject *v)
 {
-    PyObject *r = Py_IS_TYPE(q, pe_deque_type) ? pe_deque_append(q, v) : pe_call1(q, str_append, v);
+    PyObject *r = Py_IS_TYPE(q, pe_deque_type) ? pe_deque_append(q, v)
+                                               : pe_call1(q, str_append, v);
     if (r == NULL)
         return -1;
     Py_DECREF(r);
@@ -367,7 +371,7 @@ static PyObject *pe_exit_g_py(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     if (PyList_GET_SIZE(free) >= free_max) {
         SET(s, s_cur, Py_None);
-        Py_RETURN_NONE;     /* the worker returns; its greenlet dies; its parent, the hub, resumes */
+        Py_RETURN_NONE;     /* the worker returns; its greenlet dies; its parent, the hub, runs */
     }
     if (PyList_Append(free, glet) < 0)
         return NULL;

@@ -327,8 +327,8 @@ static void *pe_sysmon_main(void *arg)
                 due = last_timer_req + PE_TIMER_QUANTUM_NS;
             wake = end < due ? end : due;
             if (atomic_load(&pe_sm_epfd) >= 0) { /* the next look at the hub's epoll */
-                int64_t io = seen_when + pe_sm_io_slice_ns > next_io_look ? seen_when + pe_sm_io_slice_ns
-                                                                       : next_io_look;
+                int64_t turn_end = seen_when + pe_sm_io_slice_ns;
+                int64_t io = turn_end > next_io_look ? turn_end : next_io_look;
                 if (io < wake)
                     wake = io;
             }

@@ -168,8 +168,8 @@ def test_c_and_pure_python_paths_run_goroutines_in_the_same_order(seed):
     assert any(pp[0] < i < pp[-1] for i in by), "rule 2 did not let the bystander in"
     assert "reader:readable" in trace and trace.count("sleep0:woke") == 1
     if py["trace"] != trace:
-        first = next(i for i, (a, b) in enumerate(zip(trace, py["trace"])) if a != b) \
-            if any(a != b for a, b in zip(trace, py["trace"])) else min(len(trace), len(py["trace"]))
+        pairs = list(zip(trace, py["trace"]))
+        first = next((i for i, (a, b) in enumerate(pairs) if a != b), len(pairs))
         pytest.fail(f"seed {seed}: the paths differ from step {first}: C "
                     f"{trace[max(0, first - 3):first + 3]} vs Python "
                     f"{py['trace'][max(0, first - 3):first + 3]} "

@@ -190,3 +190,34 @@ def test_c_waitq_matches_waitq_init():
     assert b.owner is a.owner is g
     del g
     assert b.owner is None                                       # a weak reference
+
+
+def test_join_in_every_form_keeps_its_python_rules():
+    # Goroutine.join has a C twin for join()/join(None) from a goroutine; every other form goes
+    # to the Python one. Both paths, whichever is in use here.
+    def boom():
+        raise KeyError("x")
+
+    def main():
+        ch = preempt.Chan()
+        slow = preempt.go(ch.recv)
+        waiter = preempt.go(slow.join)               # parks in join
+        preempt.sleep(0.001)
+        assert waiter.cancel()                       # cancelled while it waits in join
+        with pytest.raises(preempt.Cancelled):
+            waiter.join()
+        assert not slow.done()                       # the joined G is not touched
+        ch.send(5)
+        assert slow.join() == 5 and slow.join(None) == 5 and slow.join(timeout=None) == 5
+        bad = preempt.go(boom)
+        for join in (bad.join, lambda: bad.join(None), lambda: bad.join(timeout=1.0)):
+            with pytest.raises(KeyError):
+                join()
+        with pytest.raises(preempt.PreemptError, match="join itself"):
+            preempt.current().join()
+        with pytest.raises(preempt.JoinTimeout):
+            preempt.go(ch.recv).join(0)
+        return slow
+
+    g = preempt.run(main)
+    assert g.join() == 5                             # a finished G, outside run()

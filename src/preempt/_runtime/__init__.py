@@ -2,9 +2,11 @@
 the hooks through which the C core preempts it.
 
 It is written in Python, with C twins for its hottest paths, each installed where a reader of
-the Python version sees it: the channel hand-off (``csrc/pe_hot.c``, ``preempt._hot``; the end
-of ``preempt/chan.py``), small frame stacks for goroutines (``csrc/pe_gstack.c``; ``_sched.py``)
-and the monitor thread (``csrc/pe_sysmon.c``, in ``preempt._core``; ``_csysmon.py``).
+the Python version sees it: the hand-off path — channels, wait queues, park, a G's start and
+end (``csrc/pe_hot.c``, ``preempt._hot``; installed by the block at the end of
+``preempt/chan.py``, through ``use_c_path()`` in ``_park.py`` and ``_sched.py``) —, small frame
+stacks for goroutines (``csrc/pe_gstack.c``; ``_sched.py``) and the monitor thread
+(``csrc/pe_sysmon.c``, in ``preempt._core``; ``_csysmon.py``).
 
 Layering (trio's ``_core`` habit): this package is private and imports no public module of
 preempt except ``preempt.threads`` (``_csysmon.py`` registers the M with it). The public modules

@@ -49,6 +49,7 @@ from ._rules import POLL_EVERY, RUNNABLE, RUNNEXT_STREAK, RUNNING, WAITING
 if TYPE_CHECKING:
     from ._g import Goroutine
     from ._sched import Scheduler
+
 # The running scheduler (``_sched.Scheduler``) or None. One per process in version 1. Only
 # set_sched() assigns it.
 sched: Optional[Scheduler] = None
@@ -198,8 +199,10 @@ def yield_preempted(s: Scheduler, g: Goroutine, front: bool = False) -> None:
     whole slice, so this costs one ``epoll_wait(0)`` per slice, and it is what keeps CPU-bound
     goroutines from delaying an accept loop or a light request by up to ``POLL_EVERY`` slices
     (``net.py`` rule 6)."""
-    s.npreempt += 1
     try:
+        if g.pending_exc is not None:
+            raise_pending(g)            # before it is counted: no preemption happens
+        s.npreempt += 1
         _yield(s, g, front, bool(s.npoll) or front)
     finally:
         g = None            # the traceback keeps this frame: no exception -> G cycle
