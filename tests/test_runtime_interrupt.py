@@ -95,7 +95,11 @@ def test_receiver_killed_at_shutdown_keeps_the_value_handed_to_it(child):
         def receiver(ch):
             try:
                 while True:
-                    seen.append(ch.recv())
+                    # The kill asks for a preemption at once, and a pending interrupt may be
+                    # raised at any safe-point, the one right after recv() returned included;
+                    # no_preempt() defers it past the append (where it is raised: block exit).
+                    with preempt.no_preempt():
+                        seen.append(ch.recv())
             finally:
                 seen.append("exit")
         def main():
@@ -116,8 +120,9 @@ def test_sender_killed_at_shutdown_after_its_value_was_taken_sees_send_return(ch
         log = []
         def sender(ch):
             try:
-                ch.send(1)
-                log.append("sent 1")
+                with preempt.no_preempt():   # the kill's pending GreenletExit may be raised at
+                    ch.send(1)               # any safe-point after send returned: not before
+                    log.append("sent 1")     # the log (it comes at the block's end)
                 ch.send(2)             # nobody takes this one
                 log.append("sent 2")
             finally:
