@@ -217,6 +217,18 @@ def test_join_in_every_form_keeps_its_python_rules():
             preempt.current().join()
         with pytest.raises(preempt.JoinTimeout):
             preempt.go(ch.recv).join(0)
+        # every timeout value goes to the Python twin's checks; NaN and negative are refused
+        # before any wait, inf and huge wait for ever (here: until the G finishes)
+        c2 = preempt.Chan()
+        parked = preempt.go(c2.recv)
+        for bad in (float("nan"), -1, -0.5):
+            with pytest.raises(ValueError):
+                parked.join(bad)
+        preempt.go(c2.send, 7)
+        assert parked.join(float("inf")) == 7 and parked.join(1e300) == 7
+        late = preempt.go(c2.recv)
+        preempt.go(c2.send, 8)
+        assert late.join(2.0 ** 40) == 8
         return slow
 
     g = preempt.run(main)
