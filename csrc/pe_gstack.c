@@ -8,10 +8,10 @@
  * goroutine uses a few hundred bytes of it, but the page it touched is 4 KiB of RSS: with
  * 100,000 parked goroutines that page alone is 400 MB.
  *
- * call(fn, *args) is a worker greenlet's first callable. Before any Python frame exists in the
- * new greenlet it installs a small root chunk (pe_gs_block bytes, default 1536) carved from one reserved
- * region, calls fn(*args) on it, and takes the chunk back when fn returns or raises. CPython's
- * own rules then do the rest:
+ * runner(fn) is a worker greenlet's run (call(fn, *args) the same for tests). Before any Python
+ * frame exists in the new greenlet it installs a small root chunk (pe_gs_block bytes, default
+ * 1536) carved from one reserved region, calls fn on it, and takes the chunk back when fn
+ * returns or raises. CPython's own rules then do the rest:
  *
  *   - A frame that does not fit makes CPython push an ordinary chunk whose `previous` is ours;
  *     popping back restores top and limit from our header (size = pe_gs_block), as for any chunk.
@@ -167,15 +167,10 @@ static int pe_gs_init(void)
 
 #endif /* PE_GS_ENABLED */
 
-/* call(fn, *args): fn(*args), on a small root chunk when called first thing in a new greenlet.
- * Python-callable; GIL held. */
-static PyObject *pe_gs_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* fn(*args), on a small root chunk when this is the first call in a new greenlet (no frame
+ * chunk yet). call() and runner()'s functions share it. GIL held. */
+static PyObject *pe_gs_on_chunk(PyObject *fn, PyObject *const *args, size_t nargs)
 {
-    (void)self;
-    if (nargs < 1) {
-        PyErr_SetString(PyExc_TypeError, "call() needs the function to call");
-        return NULL;
-    }
 #if PE_GS_ENABLED
     PyThreadState *ts = PyThreadState_Get();
     _PyStackChunk *c = NULL;
@@ -189,7 +184,7 @@ static PyObject *pe_gs_call(PyObject *self, PyObject *const *args, Py_ssize_t na
         ts->datastack_top = &c->data[1];       /* a root chunk skips its first slot */
         ts->datastack_limit = (PyObject **)((char *)c + pe_gs_block);
     }
-    PyObject *r = PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), NULL);
+    PyObject *r = PyObject_Vectorcall(fn, args, nargs, NULL);
     if (c != NULL) {
         if (ts->datastack_chunk == c && ts->datastack_top == &c->data[1]) {
             ts->datastack_chunk = NULL;
@@ -202,8 +197,49 @@ static PyObject *pe_gs_call(PyObject *self, PyObject *const *args, Py_ssize_t na
     }
     return r;
 #else
-    return PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), NULL);
+    return PyObject_Vectorcall(fn, args, nargs, NULL);
 #endif
+}
+
+/* call(fn, *args): fn(*args), on a small root chunk when called first thing in a new greenlet.
+ * Python-callable; GIL held. */
+static PyObject *pe_gs_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "call() needs the function to call");
+        return NULL;
+    }
+    return pe_gs_on_chunk(args[0], args + 1, (size_t)(nargs - 1));
+}
+
+/* The function runner(fn) returns: fn(), on a small root chunk; self is fn. GIL held.
+ *
+ * A worker greenlet's run is this, not functools.partial(call, fn): everything between
+ * greenlet's bootstrap and the first Python frame stays on the C stack of every parked
+ * goroutine, and greenlet copies that stack out and back in at each switch. A bound builtin
+ * is one METH_NOARGS frame; partial plus call() were three, 150 bytes more per parked G. */
+static PyObject *pe_gs_run(PyObject *fn, PyObject *unused)
+{
+    (void)unused;
+    return pe_gs_on_chunk(fn, NULL, 0);
+}
+
+static PyMethodDef pe_gs_run_def = {
+    "gstack_run", pe_gs_run, METH_NOARGS,
+    "fn() on a small frame stack when it is a new greenlet's first call (see runner())"};
+
+/* runner(fn) -> callable: a no-argument callable running fn() as call(fn) would, with fewer
+ * C frames under it (a worker greenlet's run). Python-callable; GIL held. */
+static PyObject *pe_gs_runner(PyObject *self, PyObject *fn)
+{
+    (void)self;
+    if (!PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError, "runner() needs a callable, not %.100s",
+                     Py_TYPE(fn)->tp_name);
+        return NULL;
+    }
+    return PyCFunction_NewEx(&pe_gs_run_def, fn, NULL);
 }
 
 /* stats() -> dict: the small-chunk allocator's counters (tests, benchmarks). GIL held. */
@@ -254,6 +290,7 @@ static PyObject *pe_gs_on_small(PyObject *self, PyObject *unused)
 static PyMethodDef pe_gs_methods[] = {
     {"call", (PyCFunction)(void (*)(void))pe_gs_call, METH_FASTCALL,
      "call(fn, *args): fn(*args) on a small frame stack when it is a new greenlet's first call"},
+    {"runner", pe_gs_runner, METH_O, "runner(fn): a no-argument callable doing call(fn), cheaper"},
     {"stats", pe_gs_stats, METH_NOARGS, "the small frame-stack allocator's counters"},
     {"used", pe_gs_used_now, METH_NOARGS, "bytes used in the current frame-stack chunk"},
     {"small", pe_gs_on_small, METH_NOARGS, "whether this greenlet runs on a small frame stack"},

@@ -217,6 +217,46 @@ print("OK")
     assert "OK" in out
 
 
+def test_runner_is_the_worker_run_and_behaves_as_call(child):
+    """runner(fn) is what worker greenlets run (fewer C frames under every parked G than
+    partial(call, fn)): fn runs on a small chunk, its result and exceptions come through, the
+    block comes back, and a non-callable is refused by name."""
+    out = child(PRE + """
+import greenlet
+from preempt._runtime import _sched
+assert _sched._worker_run.__self__ is _sched._worker_main, _sched._worker_run
+base = live()
+
+def small_and(v):
+    def f():
+        assert _gstack.small() and live() == base + 1, _gstack.stats()
+        if isinstance(v, BaseException):
+            raise v
+        return v
+    return f
+
+assert greenlet.greenlet(_gstack.runner(small_and(42))).switch() == 42
+assert live() == base, _gstack.stats()
+try:
+    greenlet.greenlet(_gstack.runner(small_and(KeyError("k")))).switch()
+except KeyError as e:
+    assert e.args == ("k",), e
+else:
+    raise AssertionError("no KeyError")
+assert live() == base, _gstack.stats()
+r = _gstack.runner(lambda: _gstack.small())
+assert r() is False                        # not first in a new greenlet: a plain call
+try:
+    _gstack.runner(3)
+except TypeError as e:
+    assert str(e) == "runner() needs a callable, not int", e
+else:
+    raise AssertionError("no TypeError")
+print("OK")
+""")
+    assert "OK" in out
+
+
 def test_gstack_size_from_environment(child, monkeypatch):
     monkeypatch.setenv("PREEMPT_GSTACK_BYTES", "4000")
     out = child(PRE + """
@@ -227,6 +267,8 @@ print("OK")
     monkeypatch.setenv("PREEMPT_GSTACK_BYTES", "0")
     out = child(PRE + """
 assert _gstack.stats()["enabled"] == 0
+from preempt._runtime import _sched
+assert _sched._worker_run is _sched._worker_main    # off: no wrapper frame under every G
 assert preempt.run(lambda: preempt.go(_gstack.small).join()) is False
 print("OK")
 """)

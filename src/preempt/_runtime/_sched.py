@@ -38,7 +38,6 @@ Invariants:
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import threading
@@ -453,10 +452,10 @@ if GSTACK_OFF is not None:
 else:
     try:   # small frame stacks: a worker greenlet's first call sets one up
         from .. import _gstack
-
-        _worker_run = functools.partial(_gstack.call, _worker_main)
     except ImportError:
-        pass
+        _gstack = None
+    if _gstack is not None and _gstack.stats()["enabled"]:   # not on 3.10, not when set to 0:
+        _worker_run = _gstack.runner(_worker_main)           # a wrapper would only add C frames
 
 _preempt.register_bottom_code(_worker_main.__code__)   # the G's own frames start above it
 
