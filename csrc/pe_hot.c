@@ -39,7 +39,7 @@ static Py_ssize_t g_state, g_glet, g_blocker, g_wait_reason, g_wake_exc, g_pendi
 static Py_ssize_t w_g, w_elem, w_ok, w_sel, w_q, w_closed;
 static Py_ssize_t q_q;
 static Py_ssize_t c_buf, c_cap, c_recvq, c_sendq, c_closed;
-static Py_ssize_t s_cur, s_runnext, s_runq, s_streak, s_tick, s_mtick, s_hub_wanted, s_timers,
+static Py_ssize_t s_cur, s_runnext, s_runq, s_streak, s_ticks, s_mtick, s_hub_wanted, s_timers,
     s_npoll, s_hub, s_free, s_free_max, s_main, s_gs;
 
 /* Objects from init(): the state strings, the Python twins and helpers. Strong references. */
@@ -236,19 +236,29 @@ static PyObject *pe_bind(PyObject *s, PyObject *g)
     return glet;
 }
 
-/* s.tick += 1; returns the new count, or (unsigned long long)-1 with an exception. GIL held. */
+/* The 64-bit word behind the memoryview o (Scheduler.ticks or .mtick), or NULL with an
+ * exception when o is not one (a scheduler whose fields were replaced). GIL held. */
+static inline uint64_t *pe_word(PyObject *o)
+{
+    if (PyMemoryView_Check(o)) {
+        Py_buffer *view = PyMemoryView_GET_BUFFER(o);
+        if (view->len == (Py_ssize_t)sizeof(uint64_t) && !view->readonly)
+            return (uint64_t *)view->buf;
+        PyErr_Format(PyExc_TypeError, "scheduler word: want a writable 8-byte memoryview, not "
+                     "a %s%zd-byte one", view->readonly ? "read-only " : "", view->len);
+        return NULL;
+    }
+    PyErr_Format(PyExc_TypeError, "scheduler word: want a writable 8-byte memoryview, not %.100s",
+                 Py_TYPE(o)->tp_name);
+    return NULL;
+}
+
+/* s.ticks[0] += 1 (the switch count); returns the new count, or 0 with an exception (the count
+ * starts at 0 and only grows, so 0 is never a count). GIL held. */
 static inline unsigned long long pe_bump_tick(PyObject *s)
 {
-    unsigned long long tick = PyLong_AsUnsignedLongLong(SLOT(s, s_tick));
-    if (tick == (unsigned long long)-1 && PyErr_Occurred())
-        return tick;
-    tick++;
-    PyObject *t = PyLong_FromUnsignedLongLong(tick);
-    if (t == NULL)
-        return (unsigned long long)-1;
-    SET(s, s_tick, t);
-    Py_DECREF(t);
-    return tick;
+    uint64_t *w = pe_word(SLOT(s, s_ticks));
+    return w == NULL ? 0 : ++*w;
 }
 
 /* _park.next_or_hub(s, None, tick): the greenlet a G that gives up the CPU switches to — the
@@ -279,10 +289,14 @@ static inline __attribute__((always_inline)) PyObject *pe_next_or_hub(PyObject *
         if (nxt == NULL)
             return NULL;
         if (nxt != Py_None) {
+            uint64_t *mtick = pe_word(SLOT(s, s_mtick));
+            if (mtick == NULL) {
+                Py_DECREF(nxt);
+                return NULL;
+            }
             SET(s, s_cur, nxt);               /* s.cur holds the G from here on */
             SET(nxt, g_state, st_running);
-            Py_buffer *view = PyMemoryView_GET_BUFFER(SLOT(s, s_mtick));
-            *(uint64_t *)view->buf = (uint64_t)tick;
+            *mtick = (uint64_t)tick;
             PyObject *gl = SLOT(nxt, g_glet);
             /* a G that starts now gets a worker (s.bind): it reads its G from s.cur, so nothing
              * the greenlet keeps while it runs, its start arguments included, names the G */
@@ -327,7 +341,7 @@ static inline __attribute__((always_inline)) PyObject *pe_park(PyObject *s, PyOb
     SET(g, g_wait_reason, reason);
     SET(g, g_blocker, blocker);
     unsigned long long tick = pe_bump_tick(s);
-    if (tick == (unsigned long long)-1 && PyErr_Occurred())
+    if (tick == 0)
         return NULL;
     PyObject *target = pe_next_or_hub(s, tick);
     if (target == NULL)
@@ -376,7 +390,7 @@ static PyObject *pe_exit_g_py(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (PyList_Append(free, glet) < 0)
         return NULL;
     unsigned long long tick = pe_bump_tick(s);
-    if (tick == (unsigned long long)-1 && PyErr_Occurred())
+    if (tick == 0)
         return NULL;
     PyObject *other;
     if (is_main) {
@@ -1141,7 +1155,7 @@ static PyObject *pe_init(PyObject *self, PyObject *cfg)
         {&c_buf, C, "_buf"}, {&c_cap, C, "_cap"}, {&c_recvq, C, "_recvq"},
         {&c_sendq, C, "_sendq"}, {&c_closed, C, "_closed"},
         {&s_cur, S, "cur"}, {&s_runnext, S, "runnext"}, {&s_runq, S, "runq"},
-        {&s_streak, S, "streak"}, {&s_tick, S, "tick"}, {&s_mtick, S, "mtick"},
+        {&s_streak, S, "streak"}, {&s_ticks, S, "ticks"}, {&s_mtick, S, "mtick"},
         {&s_hub_wanted, S, "hub_wanted"}, {&s_timers, S, "timers"}, {&s_npoll, S, "npoll"},
         {&s_hub, S, "hub"}, {&s_free, S, "free"}, {&s_free_max, S, "free_max"},
         {&s_main, S, "main"}, {&s_gs, S, "gs"},

@@ -137,6 +137,46 @@ def test_channel_subclass_that_skipped_init_raises_instead_of_crashing(child):
     assert "['AttributeError', 'AttributeError', 'AttributeError', 'AttributeError']" in out, out
 
 
+def test_switch_count_is_one_word_both_paths_bump_and_a_bad_word_is_an_error(child):
+    """Scheduler.tick reads the ``ticks`` word: each hand-off of a ping-pong counts once on
+    whichever path runs it. A word that is not a writable 8-byte memoryview makes the C path
+    raise TypeError (a crash is what a blind store would give)."""
+    out = child("""
+        import preempt
+        from preempt import chan
+        from preempt._runtime import _park
+        def main():
+            s = _park.sched
+            a, b = preempt.Chan(), preempt.Chan()
+            def echo():
+                for v in a:
+                    b.send(v)
+            preempt.go(echo)
+            a.send(0); b.recv()                # echo started and parked in a.recv
+            t0 = s.tick
+            for i in range(100):
+                a.send(i)                      # hands the CPU to echo ...
+                assert b.recv() == i           # ... which hands it back
+            moved = s.tick - t0
+            assert s.tick == s.ticks[0]
+            err = None
+            if chan.HOT is not None:
+                s.ticks = memoryview(bytearray(4))
+                try:
+                    a.send(1)
+                except TypeError as e:
+                    err = str(e)
+                s.ticks = memoryview(bytearray(8)).cast("Q")
+                s.ticks[0] = t0 + moved + 1
+            a.close()
+            return moved, err
+        print(preempt.run(main, slice=0))
+    """)
+    want_err = ("None" if os.environ.get("PREEMPT_PURE", "") not in ("", "0") or not BUILT
+                else "'scheduler word: want a writable 8-byte memoryview, not a 4-byte one'")
+    assert f"(200, {want_err})" in out, out
+
+
 def test_channel_subclass_works_through_the_c_path():
     class Tagged(preempt.Chan):
         __slots__ = ("tag",)

@@ -134,7 +134,7 @@ def park_checked(s: Scheduler, g: Goroutine, reason: str, blocker: Any) -> None:
     g.state = WAITING
     g.wait_reason = reason
     g.blocker = blocker
-    s.tick = tick = s.tick + 1
+    s.ticks[0] = tick = s.ticks[0] + 1
     # Nothing is passed: a parked G ignores the value, a new or reused worker reads s.cur.
     next_or_hub(s, None, tick).switch()
     exc = g.wake_exc
@@ -223,7 +223,7 @@ def _yield(s: Scheduler, g: Goroutine, front: bool, via_hub: bool) -> None:
         q.insert(i, g)
     else:
         q.append(g)
-    s.tick = tick = s.tick + 1
+    s.ticks[0] = tick = s.ticks[0] + 1
     if via_hub:
         s.cur = None
         s.hub.switch()
@@ -290,7 +290,7 @@ def run_g(s: Scheduler, nxt: Goroutine) -> None:
     """Switches from the current greenlet into G ``nxt``; returns when control comes back."""
     s.cur = nxt
     nxt.state = RUNNING
-    s.tick = tick = s.tick + 1
+    s.ticks[0] = tick = s.ticks[0] + 1
     s.mtick[0] = tick
     glet = nxt.glet
     if glet is None:
@@ -338,7 +338,7 @@ def exit_g(s: Scheduler, glet: greenlet, is_main: bool) -> Optional[Goroutine]:
         s.cur = None
         return None          # the worker returns; its greenlet dies; its parent, the hub, resumes
     s.free.append(glet)
-    s.tick = tick = s.tick + 1
+    s.ticks[0] = tick = s.ticks[0] + 1
     if is_main:
         s.cur = None
         other = s.hub

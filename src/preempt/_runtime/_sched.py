@@ -65,7 +65,7 @@ class Scheduler:
 
     # The hand-off path's fields are slots: the C version of it (csrc/pe_hot.c) reads them at
     # fixed offsets. Everything else lives in __dict__.
-    __slots__ = ("cur", "runnext", "runq", "streak", "tick", "mtick", "hub_wanted", "timers",
+    __slots__ = ("cur", "runnext", "runq", "streak", "ticks", "mtick", "hub_wanted", "timers",
                  "npoll", "hub", "free", "free_max", "main", "gs", "spawned", "__dict__")
 
     def __init__(self, slice_seconds: float) -> None:
@@ -86,7 +86,9 @@ class Scheduler:
         self.ntimers = 0
         self.ncancelled = 0
         self.npoll = 0
-        self.tick = 0
+        # The switch count, bumped at every switch: a machine word, so that the C path counts
+        # with an add instead of allocating an int per switch. ``tick`` reads it.
+        self.ticks = memoryview(bytearray(8)).cast("Q")
         self.spawned = 0
         self.npreempt = 0
         self.ndeferred = 0
@@ -107,6 +109,11 @@ class Scheduler:
         self.mtick = getattr(self.monitor, "tick_view", None) or memoryview(bytearray(8)).cast("Q")
         self.poller = Poller(self)
         self.offload: Any = None
+
+    @property
+    def tick(self) -> int:
+        """Switches so far on this M (``ticks[0]``; ``_park`` bumps it)."""
+        return self.ticks[0]
 
     # -- greenlets -----------------------------------------------------------------------
 
