@@ -32,7 +32,10 @@ def test_quick_run_writes_every_benchmark_to_json(tmp_path):
     assert res["switch"]["thread-ring hop (503 goroutines)"]["median"] > 0
     assert res["sleepers"]["sleepers"] == 1000 and res["sleepers"]["beside"][0]["wakes"] > 0
     assert res["overhead"]["ratio"] > 0 and len(res["overhead"]["on_s"]) == len(res["overhead"]["off_s"])
-    assert res["memory"]["goroutines"] == 10_000 and res["memory"]["bytes_per_goroutine"] > 0
+    mem = res["memory"]
+    assert mem["goroutines"] == 10_000 and mem["bytes_per_goroutine"] > 0
+    assert mem["python"]["goroutines"] == 10_000 and mem["python"]["bytes_per_goroutine"] > 0
+    assert mem["go"].get("bytes_per_goroutine", 0) > 0 or "skipped" in mem["go"], mem["go"]
     # every table is printed, and the JSON path is named at the end
     for title in ("Ticker lateness", "Preemption latency per path", "Many sleeping goroutines",
                   "Overhead of preemption", "Memory:", "Suspension latency", "Switch costs"):
@@ -141,3 +144,12 @@ def test_instruction_counts_per_operation(monkeypatch):
     # far below what 1,000 of them would be if start-up were not cancelled out
     assert 2_000 < res["spawn+join"] < 200_000, res
     assert "spawn+join" in instructions.report(res)
+
+
+def test_memory_once_refuses_an_unknown_kind():
+    import pytest
+
+    from preempt.bench import overhead
+
+    with pytest.raises(ValueError, match="kind must be 'builtin' or 'python', not 'lambda'"):
+        overhead.memory_once(10, "lambda")

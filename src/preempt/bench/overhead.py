@@ -5,13 +5,21 @@ overhead: the same CPU-bound pure-Python work, one goroutine, with preemption of
 runs, the goroutine is the only one runnable and continues). Each case runs in alternation,
 ``runs`` times; the ratio of medians is the price of being preemptible.
 
-memory: RSS growth per goroutine with 100,000 goroutines parked on a channel (psutil).
+memory: RSS growth per goroutine with 100,000 goroutines parked on a channel (psutil), each
+case in a fresh child process (a run's freed memory would be reused by the next): goroutines
+whose function is the builtin ``Chan.recv_ok`` itself, and goroutines parked inside a Python
+function (the common case: one more frame, which greenlet also gives a frame object on 3.12+);
+Go's figure for the same program beside them (``go/memory.go``).
 """
 
 from __future__ import annotations
 
 import gc
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from typing import Any, Dict, List
 
@@ -44,18 +52,30 @@ def measure_overhead(n: int = 20_000_000, runs: int = 5) -> Dict[str, Any]:
     return {"off_s": off, "on_s": on, "ratio": statistics.median(on) / statistics.median(off)}
 
 
-def measure_memory(count: int = 100_000) -> Dict[str, Any]:
+def _waiter(ch: Any) -> Any:
+    return ch.recv_ok()          # parks here: a Python frame over the worker's
+
+
+def memory_once(count: int, kind: str) -> Dict[str, Any]:
+    """RSS growth while ``count`` goroutines park in ``Chan.recv_ok``: ``kind`` "builtin" runs
+    it as the goroutine's function, "python" calls it from a Python function. Call it in a
+    fresh process: memory an earlier run freed would hide this one's growth."""
     import psutil
 
     import preempt
 
+    if kind not in ("builtin", "python"):
+        raise ValueError(f"kind must be 'builtin' or 'python', not {kind!r}")
     proc = psutil.Process()
 
     def main() -> Dict[str, Any]:
         ch = preempt.Chan()
         gc.collect()
         before = proc.memory_info().rss
-        gs = [preempt.go(ch.recv_ok) for _ in range(count)]
+        if kind == "builtin":
+            gs = [preempt.go(ch.recv_ok) for _ in range(count)]
+        else:
+            gs = [preempt.go(_waiter, ch) for _ in range(count)]
         preempt.sleep(0)               # let them all start and park
         while preempt.stats()["runnable"]:
             preempt.sleep(0.001)
@@ -69,6 +89,34 @@ def measure_memory(count: int = 100_000) -> Dict[str, Any]:
     return preempt.run(main, slice=0)
 
 
+def measure_memory(count: int = 100_000) -> Dict[str, Any]:
+    """memory_once() for both kinds, each in a child process, and Go's figure (or why not).
+    The top-level keys are the builtin case's."""
+    import preempt
+
+    # the child imports the preempt this process runs, wherever sys.path found it
+    root = os.path.dirname(os.path.dirname(os.path.abspath(preempt.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        x for x in (root, os.environ.get("PYTHONPATH")) if x))
+    out: Dict[str, Any] = {}
+    for kind in ("builtin", "python"):
+        code = ("import json; from preempt.bench.overhead import memory_once; "
+                f"print(json.dumps(memory_once({count}, {kind!r})))")
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=600, env=env)
+        if p.returncode != 0:
+            raise RuntimeError(f"memory_once({count}, {kind!r}) failed: {p.stderr[-500:]}")
+        out[kind] = json.loads(p.stdout.strip().splitlines()[-1])
+    out.update(out["builtin"])
+    from . import _go
+
+    try:
+        out["go"] = _go.run("memory", ["-count", str(count)])
+    except _go.GoUnavailable as e:
+        out["go"] = {"skipped": str(e)}
+    return out
+
+
 def report(over: Dict[str, Any], mem: Dict[str, Any]) -> str:
     from ._stats import table
 
@@ -79,6 +127,13 @@ def report(over: Dict[str, Any], mem: Dict[str, Any]) -> str:
     out = table("Overhead of preemption (s, one goroutine alone)",
                 ["case", "median", "min", "max", "ratio"], rows)
     if mem:
+        go = mem.get("go", {})
+        go_txt = (f"{go['bytes_per_goroutine']:.0f} bytes each" if "bytes_per_goroutine" in go
+                  else f"skipped: {go.get('skipped', 'not measured')}")
         out += (f"\n\nMemory: {mem['goroutines']:,} parked goroutines grow RSS by "
-                f"{mem['rss_growth_mb']:.0f} MB ({mem['bytes_per_goroutine']:.0f} bytes each)")
+                f"{mem['rss_growth_mb']:.0f} MB ({mem['bytes_per_goroutine']:.0f} bytes each) when "
+                "the goroutine's function is Chan.recv_ok itself")
+        if "python" in mem:
+            out += (f";\n  {mem['python']['bytes_per_goroutine']:.0f} bytes each parked inside a "
+                    f"Python function; Go 1.19 (GOMAXPROCS=1): {go_txt}")
     return out
