@@ -23,6 +23,13 @@
  *     ordinary 16 KiB chunks are cached so that a goroutine whose calls keep crossing the end of
  *     its small chunk does not pay an mmap/munmap pair per call.
  *
+ * A root chunk's first slot is never a frame's (CPython skips it), so ours holds the greenlet
+ * that installed it: while a greenlet runs, tstate->datastack_chunk is its own chain (greenlet
+ * swaps the three pointers at every switch), so the root of that chain names the running
+ * greenlet. pe_gs_running_owner() reads it for the C hand-off path (csrc/pe_hot.c, through the
+ * "_owner_api" capsule): "is the caller the running goroutine's greenlet?" in a few loads, where
+ * greenlet.getcurrent() costs ~100 instructions and is asked twice per channel hand-off.
+ *
  * Everything here runs with the GIL held, on whichever thread runs the greenlet; the GIL
  * serialises the free list. Free-threaded builds and CPython < 3.11 get a plain call, and so
  * does a CPython newer than the newest one tested (3.14): the chunk header and the three
@@ -63,6 +70,7 @@ static int pe_gs_wrapped;
 static void *pe_gs_cache[PE_GS_CHUNK_CACHE];
 static size_t pe_gs_cache_size[PE_GS_CHUNK_CACHE];
 static int pe_gs_ncache;
+static PyObject *pe_gs_getcurrent;            /* greenlet.getcurrent, for the owner slot */
 
 /* Whether p is one of our blocks. GIL held. */
 static int pe_gs_owns(const void *p)
@@ -87,12 +95,32 @@ static _PyStackChunk *pe_gs_take(void)
     return (_PyStackChunk *)b;
 }
 
-/* Puts a block back on the free list. GIL held. */
+/* Puts a block back on the free list (its owner slot cleared). GIL held. */
 static void pe_gs_give(void *b)
 {
+    ((_PyStackChunk *)b)->data[0] = NULL;
     memcpy(b, &pe_gs_free, sizeof(void *));
     pe_gs_free = b;
     pe_gs_live--;
+}
+
+/* The greenlet whose small root chunk the calling thread's frames are on (borrowed), or NULL
+ * when they are not on one of ours (the thread's main greenlet, the hub, a greenlet started
+ * without call()/runner(), frame stacks off). Only the running greenlet's frames are in
+ * tstate's chain, so the answer is the running greenlet. GIL held; no exception set. */
+static PyObject *pe_gs_running_owner(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyThreadState *ts = PyThreadState_GetUnchecked();
+#else
+    PyThreadState *ts = _PyThreadState_UncheckedGet();
+#endif
+    _PyStackChunk *c = ts != NULL ? ts->datastack_chunk : NULL;
+    if (c == NULL)
+        return NULL;
+    while (c->previous != NULL)
+        c = c->previous;
+    return pe_gs_owns(c) ? c->data[0] : NULL;
 }
 
 /* Arena allocator wrapper: ordinary allocations pass through, 16 KiB-class chunk requests may
@@ -174,16 +202,24 @@ static PyObject *pe_gs_on_chunk(PyObject *fn, PyObject *const *args, size_t narg
 #if PE_GS_ENABLED
     PyThreadState *ts = PyThreadState_Get();
     _PyStackChunk *c = NULL;
-    if (ts->datastack_chunk == NULL)
-        c = pe_gs_take();
+    PyObject *owner = NULL;
+    if (ts->datastack_chunk == NULL && pe_gs_getcurrent != NULL) {
+        owner = PyObject_CallNoArgs(pe_gs_getcurrent);    /* this greenlet, alive while fn runs */
+        if (owner == NULL)
+            return NULL;
+        if (ts->datastack_chunk == NULL)   /* no finaliser ran Python code inside getcurrent() */
+            c = pe_gs_take();
+    }
     if (c != NULL) {
         c->previous = NULL;
         c->size = pe_gs_block;
         c->top = 0;
+        c->data[0] = owner;                    /* borrowed: the greenlet outlives its frames */
         ts->datastack_chunk = c;
         ts->datastack_top = &c->data[1];       /* a root chunk skips its first slot */
         ts->datastack_limit = (PyObject **)((char *)c + pe_gs_block);
     }
+    Py_XDECREF(owner);
     PyObject *r = PyObject_Vectorcall(fn, args, nargs, NULL);
     if (c != NULL) {
         if (ts->datastack_chunk == c && ts->datastack_top == &c->data[1]) {
@@ -309,5 +345,30 @@ PyMODINIT_FUNC PyInit__gstack(void)
     if (!pe_gs_wrapped && pe_gs_init() < 0)
         return NULL;
 #endif
-    return PyModule_Create(&pe_gs_module);
+    PyObject *m = PyModule_Create(&pe_gs_module);
+    if (m == NULL)
+        return NULL;
+#if PE_GS_ENABLED
+    if (pe_gs_wrapped && pe_gs_getcurrent == NULL) {
+        PyObject *gr = PyImport_ImportModule("greenlet");
+        pe_gs_getcurrent = gr != NULL ? PyObject_GetAttrString(gr, "getcurrent") : NULL;
+        Py_XDECREF(gr);
+        if (pe_gs_getcurrent == NULL) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+    /* "_owner_api": a capsule holding pe_gs_running_owner, for csrc/pe_hot.c; absent when the
+     * frame stacks are off (then no greenlet runs on one of ours and the answer is always NULL) */
+    if (pe_gs_wrapped) {
+        PyObject *cap = PyCapsule_New((void *)pe_gs_running_owner, "preempt._gstack._owner_api",
+                                      NULL);
+        if (cap == NULL || PyModule_AddObject(m, "_owner_api", cap) < 0) {
+            Py_XDECREF(cap);
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+#endif
+    return m;
 }

@@ -72,6 +72,10 @@ static PyTypeObject *pe_deque_type;
 static PyCFunction pe_deque_popleft, pe_deque_append;     /* METH_NOARGS, METH_O */
 static PyCFunctionWithKeywords pe_green_switch;           /* METH_VARARGS | METH_KEYWORDS */
 static PyCFunction pe_getcurrent_fn;                      /* METH_NOARGS */
+/* The frame stacks' running-greenlet reader (csrc/pe_gstack.c, its "_owner_api" capsule), or
+ * NULL where they are off: the greenlet whose small root chunk the caller's frames are on. */
+typedef PyObject *(*pe_owner_fn)(void);
+static pe_owner_fn pe_gs_owner_fn;
 static PyObject *pe_getcurrent_self, *pe_empty_tuple;
 
 /* Borrowed slot value (NULL if unset). GIL held. */
@@ -115,7 +119,8 @@ static inline int pe_chan_complete(PyObject *ch)
 }
 
 /* The running scheduler if the caller is its running G's greenlet, else NULL (no error set).
- * GIL held. */
+ * The caller's greenlet comes from the frame stack its frames are on when that is one of ours
+ * (every worker greenlet on 3.11+: a few loads), else from greenlet.getcurrent(). GIL held. */
 static PyObject *pe_running_sched(void)
 {
     PyObject *s = pe_sched;
@@ -124,6 +129,11 @@ static PyObject *pe_running_sched(void)
     PyObject *g = SLOT(s, s_cur);
     if (g == NULL || g == Py_None)
         return NULL;
+    if (pe_gs_owner_fn != NULL) {
+        PyObject *owner = pe_gs_owner_fn();
+        if (owner != NULL)
+            return SLOT(g, g_glet) == owner ? s : NULL;
+    }
     PyObject *cur = pe_getcurrent_fn != NULL ? pe_getcurrent_fn(pe_getcurrent_self, NULL)
                                              : PyObject_Vectorcall(py_getcurrent, NULL, 0, NULL);
     if (cur == NULL) {
@@ -1131,7 +1141,7 @@ static int pe_bind_cfuncs(PyObject *deque)
     return 0;
 }
 
-/* init(cfg: dict) -> None: offsets and callbacks (see _runtime/_hotpath.py). Once, GIL held. */
+/* init(cfg: dict) -> None: offsets and callbacks (see chan.py's _load_c_path). Once, GIL held. */
 static PyObject *pe_init(PyObject *self, PyObject *cfg)
 {
     (void)self;
@@ -1213,6 +1223,15 @@ static PyObject *pe_init(PyObject *self, PyObject *cfg)
             return NULL;
         }
         *ints[i].dst = v;
+    }
+    /* gstack_owner: the frame stacks' "_owner_api" capsule, or None where they are off */
+    PyObject *cap = GET("gstack_owner");
+    pe_gs_owner_fn = NULL;
+    if (cap != NULL && cap != Py_None) {
+        void *fn = PyCapsule_GetPointer(cap, "preempt._gstack._owner_api");
+        if (fn == NULL)
+            return NULL;
+        pe_gs_owner_fn = (pe_owner_fn)(uintptr_t)fn;
     }
 #undef GET
     pe_ready = 1;

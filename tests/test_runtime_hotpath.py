@@ -177,6 +177,37 @@ def test_switch_count_is_one_word_both_paths_bump_and_a_bad_word_is_an_error(chi
     assert f"(200, {want_err})" in out, out
 
 
+def test_a_foreign_greenlet_inside_a_goroutine_is_refused_and_the_goroutine_goes_on(child):
+    """A greenlet the runtime did not start, switched to from inside a goroutine, is not that
+    goroutine: every channel operation there is a PreemptError, whether the greenlet runs on
+    CPython's frame chunks or on a small frame stack of its own (the C path reads the running
+    greenlet from it), and the goroutine itself still sends and receives afterwards."""
+    out = child("""
+        import greenlet
+        import preempt
+        from preempt import _gstack
+        def main():
+            ch = preempt.Chan(1)
+            def foreign():
+                errs = []
+                for op in (lambda: ch.send(1), ch.recv, ch.recv_ok, lambda: next(iter(ch))):
+                    try:
+                        op()
+                        errs.append("no error")
+                    except preempt.PreemptError as e:
+                        errs.append("foreign greenlet" in str(e))
+                return errs
+            plain = greenlet.greenlet(foreign).switch()
+            small = greenlet.greenlet(_gstack.runner(foreign)).switch()
+            ch.send(5)                              # the goroutine itself: fine
+            got = ch.recv()
+            peer = preempt.go(lambda: ch.send(6))
+            return plain, small, got, ch.recv(), peer.join()
+        print(preempt.run(main, slice=0))
+    """)
+    assert "([True, True, True, True], [True, True, True, True], 5, 6, None)" in out, out
+
+
 def test_channel_subclass_works_through_the_c_path():
     class Tagged(preempt.Chan):
         __slots__ = ("tag",)

@@ -361,6 +361,8 @@ def _load_c_path() -> Any:
         "ready": _park.ready, "park_cached": WaitQ.park_cached, "wake_all": WaitQ.wake_all,
         "DEAD": _rules.DEAD, "Cancelled": Cancelled, "arm_reporter": _sched.arm_reporter,
         "join": _g.Goroutine.join,
+        # which greenlet runs, read from the frame stack it runs on (csrc/pe_gstack.c), or None
+        "gstack_owner": _sched.GSTACK_OWNER,
         # new_g copies the defaults of a G that Goroutine.__init__ made (not a second list of
         # them), and takes ids from the same counter; the sample's id is not used up
         "g_sample": _g.Goroutine(len, (), {}, "sample"), "g_ids": _g.reset_ids(),

@@ -451,6 +451,7 @@ def _gstack_off_reason() -> Optional[str]:
 
 
 _worker_run: Callable = _worker_main   # pure-Python install: CPython's own 16 KiB chunks
+GSTACK_OWNER: Any = None               # the frame stacks' capsule for csrc/pe_hot.c, if on
 GSTACK_OFF = _gstack_off_reason()
 if GSTACK_OFF is not None:
     import warnings
@@ -463,6 +464,7 @@ else:
         _gstack = None
     if _gstack is not None and _gstack.stats()["enabled"]:   # not on 3.10, not when set to 0:
         _worker_run = _gstack.runner(_worker_main)           # a wrapper would only add C frames
+        GSTACK_OWNER = _gstack._owner_api   # the C hand-off path's "which greenlet runs?"
 
 _preempt.register_bottom_code(_worker_main.__code__)   # the G's own frames start above it
 
