@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -349,3 +350,25 @@ def test_the_worker_loop_itself_is_never_a_safe_point():
         return preempt.go(body).join()
 
     assert preempt.run(main) == (True, False)
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 11),
+                    reason="3.11+ has frame stacks: test_runtime_gstack checks their warning")
+def test_untested_greenlet_warns_of_no_frame_stacks_where_there_are_none(child):
+    """CPython 3.10 has no frame data stack, so an untested greenlet turns nothing off: no
+    RuntimeWarning about frame stacks, and goroutines run."""
+    out = child("""
+        import warnings
+        import greenlet
+        greenlet.__version__ = "4.2.0"
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            import preempt
+            from preempt._runtime import _sched
+        msgs = [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)]
+        assert not any("frame stacks" in m for m in msgs), msgs
+        assert _sched.GSTACK_OFF is None and _sched._worker_run is _sched._worker_main
+        assert preempt.run(lambda: preempt.go(sum, [1, 2, 3]).join()) == 6
+        print("OK")
+    """)
+    assert out.strip() == "OK", out

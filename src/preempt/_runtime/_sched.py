@@ -433,7 +433,10 @@ GREENLET_TESTED = ((3, 0), (4, 0))      # [low, high)
 
 
 def _gstack_off_reason() -> Optional[str]:
-    """None when the frame stacks may be used with the installed greenlet, else why not."""
+    """None when the frame stacks may be used with the installed greenlet, else why not.
+    Also None where CPython has no frame data stack (3.10): there is nothing to turn off."""
+    if sys.version_info < (3, 11):
+        return None
     import greenlet as _greenlet
 
     v = getattr(_greenlet, "__version__", "0")
