@@ -223,6 +223,21 @@ def test_an_io_woken_goroutine_cut_short_by_a_timer_keeps_its_place():
     # when that one parks early, it lands on the second just after it started. That G must go
     # back ahead of the preempted Gs, not to the tail behind them: with the slice at an hour,
     # there it would wait for both heavy Gs to finish (1 s).
+    for _attempt in range(5):
+        res, log = _cut_short_scenario()
+        first = "L" if res["L"] else "A"         # whichever the timer landed on
+        if res[first] == 0:
+            # The timer (sysmon's request) came after both had finished: on a busy machine
+            # the monitor thread can be late by more than L's 3 ms. Nothing was tested; again.
+            continue
+        between = log[log.index(first):log.index(first + " done")]
+        assert "H1" not in between and "H2" not in between, log   # A may run there: it woke too
+        return
+    raise AssertionError(f"the I/O-slice timer never landed on a woken goroutine: {res}, {log}")
+
+
+def _cut_short_scenario():
+    """One run of the test above: ({G: preemptions in its first turn}, the order of turns)."""
     from preempt._runtime import _park
 
     log = []            # the compute Gs, in the order they got the CPU
@@ -267,7 +282,4 @@ def test_an_io_woken_goroutine_cut_short_by_a_timer_keeps_its_place():
     for p in pairs:
         for sock in p:
             sock.close()
-    first = "L" if res["L"] else "A"             # whichever the timer landed on
-    assert res[first] >= 1, (res, log)
-    between = log[log.index(first):log.index(first + " done")]
-    assert "H1" not in between and "H2" not in between, log    # A may run there: it woke too
+    return res, log
