@@ -144,7 +144,7 @@ def test_switch_count_is_one_word_both_paths_bump_and_a_bad_word_is_an_error(chi
     out = child("""
         import preempt
         from preempt import chan
-        from preempt._runtime import _park
+        from preempt._runtime import _park, _sched
         def main():
             s = _park.sched
             a, b = preempt.Chan(), preempt.Chan()
@@ -166,7 +166,7 @@ def test_switch_count_is_one_word_both_paths_bump_and_a_bad_word_is_an_error(chi
                     a.send(1)
                 except TypeError as e:
                     err = str(e)
-                s.ticks = memoryview(bytearray(8)).cast("Q")
+                s.ticks = _sched.new_word()
                 s.ticks[0] = t0 + moved + 1
             a.close()
             return moved, err

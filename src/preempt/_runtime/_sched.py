@@ -60,6 +60,12 @@ DEFAULT_SLICE = 0.010
 EXIT_GRACE = 1.0        # seconds run() waits for killed goroutines before abandoning them
 
 
+def new_word() -> memoryview:
+    """A private 64-bit word as a memoryview: the shape csrc/pe_hot.c stores ``ticks`` and
+    ``mtick`` through (it checks it: 8 bytes, writable)."""
+    return memoryview(bytearray(8)).cast("Q")
+
+
 class Scheduler:
     """The per-run scheduler state. Attributes are read by ``_park``, ``_timers``, ``_preempt``."""
 
@@ -88,7 +94,7 @@ class Scheduler:
         self.npoll = 0
         # The switch count, bumped at every switch: a machine word, so that the C path counts
         # with an add instead of allocating an int per switch. ``tick`` reads it.
-        self.ticks = memoryview(bytearray(8)).cast("Q")
+        self.ticks = new_word()
         self.spawned = 0
         self.npreempt = 0
         self.ndeferred = 0
@@ -106,7 +112,7 @@ class Scheduler:
         # Where every switch to a G stores ``tick``: the C monitor's shared schedtick word (its
         # slice clock restarts), or a private word for monitors that read ``tick`` themselves.
         # A store, not a call: it is on the hand-off path.
-        self.mtick = getattr(self.monitor, "tick_view", None) or memoryview(bytearray(8)).cast("Q")
+        self.mtick = getattr(self.monitor, "tick_view", None) or new_word()
         self.poller = Poller(self)
         self.offload: Any = None
 
