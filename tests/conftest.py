@@ -6,6 +6,7 @@ hang fails that one test (the child is killed at its timeout), never the pytest 
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -29,6 +30,40 @@ def _cpu_flags() -> set:
 
 
 CPU_FLAGS = _cpu_flags()
+
+
+def required_parts() -> set:
+    """The optional parts this run must have: ``PREEMPT_REQUIRE=gevent,trustme,wrk,...``.
+
+    .ci/run sets it, so in CI a missing peer library or tool fails its tests instead of
+    skipping them: a green CI cannot hide what it did not run.
+    """
+    return {p.strip() for p in os.environ.get("PREEMPT_REQUIRE", "").split(",") if p.strip()}
+
+
+def need(part: str, present: bool, why: str) -> None:
+    """Skips the calling test (or module) when the optional ``part`` is missing, or fails it
+    when this run requires the part (:func:`required_parts`)."""
+    if present:
+        return
+    if part in required_parts():
+        pytest.fail(f"{part} is required in this run (PREEMPT_REQUIRE) but {why}", pytrace=False)
+    pytest.skip(why, allow_module_level=True)
+
+
+def need_module(name: str):
+    """Imports and returns module ``name``, or :func:`need`'s skip/fail when it is missing."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        need(name, False, f"{name} is not installed ({e})")
+
+
+def need_tool(name: str) -> str:
+    """The path of command ``name`` on PATH, or :func:`need`'s skip/fail when it is missing."""
+    path = shutil.which(name)
+    need(name, path is not None, f"{name} is not installed (not on PATH)")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,9 @@ def test_missing_peer_is_reported_skipped(tmp_path):
         assert "gevent skipped" in p.stdout
     import shutil
 
+    from conftest import required_parts
+
+    assert shutil.which("go") or "go" not in required_parts(), "go is required (PREEMPT_REQUIRE)"
     if shutil.which("go"):
         assert res["ticker"]["go"]["late_us"], res["ticker"]["go"]
     else:
@@ -130,12 +133,9 @@ def test_aio_benchmark_reports_the_three_ways(tmp_path):
 def test_instruction_counts_per_operation(monkeypatch):
     # python -m preempt.bench.instructions: callgrind counts at two sizes, the difference per
     # operation. Tiny sizes here; the real run uses 10-30 thousand operations.
-    import shutil
+    from conftest import need_tool
 
-    import pytest
-
-    if shutil.which("valgrind") is None:
-        pytest.skip("valgrind is not installed")
+    need_tool("valgrind")
     from preempt.bench import instructions
 
     monkeypatch.setattr(instructions, "OPS", {"spawn+join": ("spawn_join", 200, 1200)})

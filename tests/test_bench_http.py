@@ -3,8 +3,6 @@ of the preempt server under the heavy load, which must serve both endpoints."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from preempt.bench import http
@@ -38,8 +36,10 @@ def test_calibrated_work_is_positive():
     assert http.calibrate(1.0) >= 1
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_a_short_run_serves_both_endpoints():
+    from conftest import need_tool
+
+    need_tool("wrk")
     res = http.measure(1.0, ("preempt",))
     r = res["servers"]["preempt"]
     assert "error" not in r, r

@@ -4,8 +4,9 @@ Every scenario runs in a child process (signals, gevent's hub, monkey-patching).
 from __future__ import annotations
 
 import pytest
+from conftest import need_module
 
-pytest.importorskip("gevent")
+need_module("gevent")
 pytestmark = pytest.mark.timeout(120)
 
 HEARTBEAT = """

@@ -147,7 +147,9 @@ def test_cpu_bound_handlers_do_not_starve_the_accept_loop(in_run):
 
 
 def test_tls_server(in_run):
-    trustme = pytest.importorskip("trustme")
+    from conftest import need_module
+
+    trustme = need_module("trustme")
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")
 

@@ -14,7 +14,9 @@ import preempt
 from preempt import socket as psocket
 from preempt import ssl as pssl
 
-trustme = pytest.importorskip("trustme")
+from conftest import need_module  # noqa: E402
+
+trustme = need_module("trustme")
 pytestmark = pytest.mark.timeout(60)
 
 

@@ -49,7 +49,9 @@ def test_pytest_example_runs(tmp_path):
 def test_gevent_example_runs(child):
     import pytest
 
-    pytest.importorskip("gevent")
+    from conftest import need_module
+
+    need_module("gevent")
     code = _example("import time\nimport gevent\nimport preempt.gevent")
     out = child(code, timeout=60)
     assert out.strip() == "heartbeat ticks while 4 greenlets computed: True", out
