@@ -132,6 +132,47 @@ def test_kill_reaches_finally_and_no_preempt_holds_the_greenlet(child):
     assert child(KILL_AND_NOPREEMPT).strip() == "OK"
 
 
+TIMEOUT_IN_COMPUTATION = """
+import sys, time
+import gevent
+import preempt.gevent as pg
+if sys.argv[1] == "on":
+    pg.enable(slice=0.002)
+log = []
+def compute():
+    t = gevent.Timeout(0.1)
+    try:
+        with t:
+            try:
+                t_end = time.monotonic() + 20    # ends by itself only if nothing interrupts it
+                while time.monotonic() < t_end:  # pure Python, never yields by itself
+                    pass
+                log.append("loop ended")
+            finally:
+                log.append("finally")
+    except gevent.Timeout as e:
+        log.append("timeout" if e is t else f"another Timeout: {e!r}")
+    except BaseException as e:
+        log.append(f"another exception: {e!r}")
+    else:
+        log.append("no exception")
+gevent.spawn(compute).join()
+print(log)
+assert log == ["finally", "timeout"], log
+print("OK")
+"""
+
+
+def test_timeout_reaches_a_computing_greenlet_and_its_finally(child):
+    """README: gevent.Timeout reaches a preempted greenlet's finally. The greenlet computes
+    without a cooperative yield; under enable() its own Timeout is raised inside the loop (the
+    loop does not end by itself), the finally runs, and the Timeout is what comes out. Without
+    enable() the loop runs to its end and the Timeout never fires: ['loop ended', 'finally',
+    'no exception']."""
+    out = child(TIMEOUT_IN_COMPUTATION, "on", timeout=90)
+    assert out.splitlines()[-1] == "OK", out
+
+
 BLOCKED_REPORT = """
 import ctypes, sys
 import gevent

@@ -63,7 +63,15 @@ def test_checks_fail_on_what_they_check():
         assert lib.pe_py_private_layout() == -1
         print("OK")
     """)
-    assert out.startswith("OK")
+    _skip_if_none_compiled_in(out)
+    assert out.strip() == "OK", out
+
+
+def _skip_if_none_compiled_in(out: str) -> None:
+    """A core built without the private layouts has nothing to check: skip, do not pass."""
+    if out.startswith("OK none"):
+        pytest.skip("the C core was built without CPython's private layouts "
+                    "(pe_py_private_layout() == 0)")
 
 
 def test_distrusted_layout_still_preempts_and_says_why():
@@ -95,6 +103,5 @@ def test_distrusted_layout_still_preempts_and_says_why():
             print("OK", preempt.stats()["sync"]["count"])
         preempt.run(main)
     """)
-    if out.startswith("OK none"):
-        return
+    _skip_if_none_compiled_in(out)
     assert int(out.split()[1]) > 0

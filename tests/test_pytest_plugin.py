@@ -1,5 +1,6 @@
 """The pytest plugin (``src/preempt/pytest_plugin.py``): each case runs pytest on a small test
-file in a child process, with only this plugin (and pytest-timeout where named) loaded."""
+file in a child process, with only this plugin (and pytest-timeout where named) loaded; the
+last one loads it as a user's pytest does, through the installed ``pytest11`` entry point."""
 
 from __future__ import annotations
 
@@ -200,3 +201,46 @@ def test_the_plugin_is_declared_as_a_pytest11_entry_point():
     import preempt.pytest_plugin as plugin
 
     assert hasattr(plugin, "pytest_runtest_protocol")
+
+
+ENTRY_POINT_TESTS = """
+import pytest
+import preempt
+from preempt._runtime import _park
+
+
+@pytest.mark.preempt
+def test_marked_runs_as_main_goroutine():
+    assert preempt.current().name == "main"        # raises outside preempt.run()
+    assert _park.sched.slice == 0.004              # --preempt-slice reached the run
+    ch = preempt.Chan()
+    preempt.go(ch.send, "hi")
+    assert ch.recv() == "hi"
+
+
+def test_loaded_through_the_entry_point(pytestconfig):
+    plugin = pytestconfig.pluginmanager.get_plugin("preempt")   # the entry point's name
+    assert plugin is not None and plugin.__name__ == "preempt.pytest_plugin", plugin
+"""
+
+
+def test_the_installed_plugin_is_autoloaded_through_its_entry_point(tmp_path):
+    """What a user gets after ``pip install preempt``: plain ``pytest``, no ``-p``, autoload on.
+    A broken or missing ``pytest11`` entry point fails this test (an unknown option, a marked
+    test run outside ``preempt.run()``, or no plugin registered under the name "preempt")."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("preempt")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("preempt is not installed (run from src/): there is no entry point to load")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")          # this directory is the rootdir
+    (tmp_path / "test_ep.py").write_text(ENTRY_POINT_TESTS)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_PLUGINS", "PYTEST_ADDOPTS")}
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA",
+                        "-W", "error::pytest.PytestUnknownMarkWarning", "--preempt-slice=0.004",
+                        "test_ep.py"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=100, env=env)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0 and _counts(out) == {"passed": 2}, out

@@ -32,11 +32,18 @@ def _env():
 
 
 def run_child(code: str, timeout: float = 60, cwd=None) -> str:
-    p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=_env(), cwd=cwd,
-                       capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == 0, f"child failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"
-    assert "OK" in p.stdout, p.stdout + p.stderr
-    return p.stdout
+    """Runs the child; it must exit 0 and print OK. A hang is a failure (with its output)."""
+    with subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=_env(), cwd=cwd,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            pytest.fail(f"child hung (killed after {timeout} s)\nstdout:\n{out}\nstderr:\n{err}")
+    assert p.returncode == 0, f"child failed ({p.returncode}):\n{out}\n{err}"
+    assert "OK" in out, out + err
+    return out
 
 
 def test_busy_loop_does_not_stop_ticker():
@@ -62,20 +69,39 @@ def test_busy_loop_does_not_stop_ticker():
 
 
 def test_busy_loop_cooperative_only_when_slice_zero():
-    # The control for the test above: with preemption off, the busy G never gives the CPU back,
-    # so the child hangs — proof that the test above measures preemption and nothing else.
-    with pytest.raises(subprocess.TimeoutExpired):
-        subprocess.run([sys.executable, "-c", textwrap.dedent("""
-            import preempt
-            def busy():
-                while True:
-                    pass
-            def main():
-                preempt.go(busy)
-                preempt.sleep(0.01)
-                print("OK")
-            preempt.run(main, slice=0)
-        """)], env=_env(), capture_output=True, text=True, timeout=3)
+    # The control for the test above: the same busy goroutine and ticker with preemption off
+    # (slice=0). The busy one computes for 0.3 s and then returns by itself: not one tick may
+    # land while it computes, and no preemption is counted, proof that the test above measures
+    # preemption and nothing else. The ticker ticks again afterwards (it was only kept out).
+    # The child must print OK and exit 0: a hang fails.
+    out = run_child("""
+        import time, preempt
+        ticks = []
+        def ticker(stop):
+            while not stop:
+                preempt.sleep(0.001)
+                ticks.append(time.monotonic())
+        def busy():
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 0.3:      # never blocks, never yields
+                pass
+            return t0, time.monotonic()
+        def main():
+            stop = []
+            tk = preempt.go(ticker, stop, name="ticker")
+            preempt.sleep(0.01)
+            t0, t1 = preempt.go(busy, name="busy").join()
+            preempt.sleep(0.01)
+            stop.append(1)
+            tk.join()
+            during = sum(t0 < t < t1 for t in ticks)
+            after = sum(t >= t1 for t in ticks)
+            print("OK", during, after, preempt.stats()["sync"]["count"])
+        preempt.run(main, slice=0)
+    """)
+    during, after, preemptions = map(int, out.split()[1:4])
+    assert (during, preemptions) == (0, 0), out
+    assert after > 0, out
 
 
 def test_ten_thousand_preemptions_without_crash():

@@ -21,6 +21,10 @@ layout_failures = 0
 
 
 def _platform_reason() -> Optional[str]:
+    from ._platform import FORCED_REASON
+
+    if FORCED_REASON:
+        return f"preemption is turned off by PREEMPT_FORCE_UNAVAILABLE: {FORCED_REASON}"
     if not sys.platform.startswith("linux"):
         return f"preemption needs Linux; this is {sys.platform}"
     if platform.machine() not in ("x86_64", "AMD64"):

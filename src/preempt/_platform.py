@@ -1,10 +1,33 @@
-"""preempt.available(): whether preemption works here, and if not, exactly why."""
+"""preempt.available(): whether preemption works here, and if not, exactly why.
+
+preempt must import and run everywhere, and say why it cannot preempt where it cannot: other
+platforms, PyPy, free-threaded builds, CET shadow stacks (``_corelib._platform_reason`` and the
+C core's own checks). There the C core is never loaded: :func:`available` returns
+``(False, reason)``, every call that needs the core raises ``preempt.Unavailable`` with that
+reason (``preemptible()``, ``preempt.threads``, ``preempt.gevent.enable()``,
+``preempt.aio.run()``), and ``preempt.run()`` still runs goroutines, with the pure-Python
+monitor (``_runtime/_sysmon.py``): Python code is preempted, native code never is.
+
+That path is not what a developer's machine takes, so it can be forced:
+``PREEMPT_FORCE_UNAVAILABLE=<reason>`` in the environment (read once, when preempt is imported;
+empty or unset: not forced) makes the core unavailable as if the platform said so, with
+``<reason>`` in the reason. The tests use it to run the whole unavailable path on a machine
+where preemption works (``tests/test_core_unavailable.py``).
+
+(An alternative would be to patch ``_corelib`` from inside a test. Rejected: by then the core
+is usually loaded and its SIGURG handler installed, which nothing can undo in that process; the
+variable keeps the core from ever being loaded, as on a platform without it.)
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Tuple
 
 from . import _corelib
+
+# PREEMPT_FORCE_UNAVAILABLE, read once at import (see above): None when not forced.
+FORCED_REASON: Optional[str] = os.environ.get("PREEMPT_FORCE_UNAVAILABLE") or None
 
 
 def available() -> Tuple[bool, str]:
@@ -16,9 +39,11 @@ def available() -> Tuple[bool, str]:
         CPython's private layouts (a CPython newer than the newest tested one, whose internals
         it does not trust); otherwise ``(False, reason)``, the reason being one sentence a
         user can act on (wrong platform, PyPy, free-threaded build, CET shadow stacks, a user
-        SIGURG handler that replaced ours, ...).
+        SIGURG handler that replaced ours, ``PREEMPT_FORCE_UNAVAILABLE``, ...).
 
-    Without it, preempt still imports and the goroutine runtime still works cooperatively.
+    Without it, preempt still imports, ``preempt.run()`` still runs goroutines (Python code is
+    preempted by the pure-Python monitor, native code never), and the calls that need the core
+    raise ``preempt.Unavailable`` with the reason.
     """
     reason = _reason()
     if reason is None:

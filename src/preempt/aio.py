@@ -190,6 +190,7 @@ async def run(fn: Callable[..., Any], *args: Any, slice: Optional[float] = None,
         TypeError: ``fn`` is a coroutine function (await it instead) or not callable.
         PreemptError: the loop is not on the main thread, or the monitor is in use by
             ``preempt.run()`` or ``preempt.gevent``.
+        Unavailable: preempt's C core cannot be loaded here (``preempt.available()``).
     """
     global _runner
     if asyncio.iscoroutinefunction(fn) or not callable(fn):
