@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(120)
 REASON = "issue 23 says so"
 
 SCENARIO = r'''
-import asyncio, ctypes, os, sys, time
+import asyncio, ctypes, os, sys
 os.environ["PREEMPT_FORCE_UNAVAILABLE"] = sys.argv[1]      # read once, when preempt is imported
 HAVE_GEVENT = sys.argv[2] == "gevent"
 import preempt
