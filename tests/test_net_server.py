@@ -44,6 +44,7 @@ def _heavy_light_server(seconds, out, key):
     two heavy requests started and computing. Returns (server, heavy client sockets)."""
     def handler(conn, addr):
         if conn.recv(5) == b"heavy":
+            out["computing"] = out.get("computing", 0) + 1
             t_end = time.monotonic() + seconds
             x = 0
             while time.monotonic() < t_end:          # pure Python
@@ -59,7 +60,11 @@ def _heavy_light_server(seconds, out, key):
         c = psocket.create_connection(srv.address)
         c.sendall(b"heavy")
         heavies.append(c)
-    preempt.sleep(0.05)                              # both heavy handlers are computing
+    # both heavy handlers are computing (a fixed sleep was not enough on a loaded machine: CI
+    # saw the light request served with no I/O request, a heavy one not started yet)
+    while out.get("computing", 0) < 2:
+        preempt.sleep(0.01)
+    preempt.sleep(0.01)
     return srv, heavies
 
 
