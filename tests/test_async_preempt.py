@@ -404,3 +404,45 @@ def test_raw_target_cancelled_while_parked_in_native_code_raises_only_from_join(
     out = child(CANCEL_RAW, torture_lib["path"], pure)
     assert out.startswith("OK"), out
 
+
+# A region dropped without close() stays registered (native.py: a registration lasts until
+# close()): the raw library's calls stay preempted, and the library object stays alive so its
+# code cannot be unloaded under the registration. close() then releases both.
+DROPPED = HEAD + """
+import gc, weakref
+from preempt import _core
+lib = None                                   # HEAD's own handle: only `mine` below holds one
+mine = ctypes.CDLL(sys.argv[2])              # a library nobody else has loaded
+mine.pe_test_spin.argtypes = [U64]; mine.pe_test_spin.restype = U64
+alive = weakref.ref(mine)
+n0 = _core.lib.pe_regions_count()
+preempt.preemptible(mine)                    # the region is dropped at once
+gc.collect()
+assert _core.lib.pe_regions_count() > n0, "dropping the region unregistered it"
+iters = spin_iters(mine, 0.3)
+def main():
+    stop = preempt.Event()
+    tk = preempt.go(ticker, stop)
+    preempt.sleep(0.005)
+    t0 = time.perf_counter(); preempt.go(mine.pe_test_spin, iters).join(); t1 = time.perf_counter()
+    stop.set(); tk.join()
+    return sum(1 for t in ticks if t0 < t < t1)
+during = preempt.run(main)
+assert during >= 10, f"a raw call of ~0.3 s after the region was dropped: {during} ticks"
+del mine, main
+gc.collect()
+assert alive() is not None, "the library object of a registered region was freed"
+from preempt import native
+(region,) = [r for r in native._open if r._lib is alive()]
+region.close()
+del region
+gc.collect()
+assert _core.lib.pe_regions_count() == n0, "close() left the segments registered"
+assert alive() is None, "a closed region still keeps its library alive"
+print("OK", during)
+"""
+
+
+def test_a_dropped_region_stays_registered_and_keeps_its_library(child, torture_lib):
+    out = child(DROPPED, torture_lib["path"], torture_lib["unreg"])
+    assert out.startswith("OK"), out
