@@ -26,6 +26,11 @@
 #define PE_THROW(msg) pe_throw("preempt: " msg "\n")
 PE_HIDDEN _Noreturn void pe_throw(const char *msg);
 
+/* The System V red zone: the 128 bytes below RSP that a leaf may use without moving RSP. The
+ * handler skips it before pushing the interrupted RIP (pe_signal.c); the trampoline's `ret $128`
+ * skips it back (pe_trampoline_amd64.c, which spells the number itself). */
+#define PE_RED_ZONE_BYTES 128
+
 /* Stack the trampoline, its C entry and a park hook need below the interrupted RSP (invariant 3,
  * "enough stack"). The runtime's hook runs the scheduler (Python, greenlet) there. */
 #define PE_ASYNC_STACK_NEED (256 * 1024)

@@ -125,7 +125,7 @@ static int pe_is_async_safe_point(pe_thread_t *t, const ucontext_t *uc)
 static void pe_push_call(ucontext_t *uc)
 {
     greg_t *g = uc->uc_mcontext.gregs;
-    uintptr_t sp = (uintptr_t)g[REG_RSP] - 128 - 8;
+    uintptr_t sp = (uintptr_t)g[REG_RSP] - PE_RED_ZONE_BYTES - 8;
     PE_VALGRIND_MAKE_STACK(sp, 8);
     *(uint64_t *)sp = (uint64_t)g[REG_RIP];
     g[REG_RSP] = (greg_t)sp;
