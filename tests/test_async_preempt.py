@@ -111,22 +111,40 @@ def test_several_native_goroutines_interleave_with_python_ones(child, torture_li
 
 
 SERIAL = HEAD + """
-kern = preempt.preemptible(lib)                  # not reentrant: one goroutine inside at a time
-iters = spin_iters(lib, 0.1)
-inside = [0]; overlap = [0]
+reentrant = sys.argv[2] == "reentrant"
+kern = preempt.preemptible(lib, reentrant=reentrant)
+iters = spin_iters(lib, 0.1)                 # pe_test_enter_spin runs the same loop
+lib.pe_test_inside_max_reset()
 def native():
-    kern.pe_test_spin(iters)
+    return kern.pe_test_enter_spin(iters)    # counts the callers inside the library at once
 def main():
+    stop = preempt.Event()
+    tk = preempt.go(ticker, stop)
+    preempt.sleep(0.005)
+    t0 = time.perf_counter()
     gs = [preempt.go(native) for _ in range(3)]
     for g in gs: g.join()
-    return preempt.stats()
-st = preempt.run(main)
-print("OK", st["async"]["count"])
+    t1 = time.perf_counter()
+    st = preempt.stats()
+    stop.set(); tk.join()
+    return st, sum(1 for t in ticks if t0 < t < t1)
+st, during = preempt.run(main)
+most = lib.pe_test_inside_max_reset()
+# ~0.3 s of native calls: the goroutine inside was switched out again and again (the ticker ran
+# tens of times, 0-2 without preemption), yet one goroutine at a time was inside unless reentrant
+assert during >= 15 and st["async"]["count"] >= 3, (during, st["async"])
+if reentrant:
+    assert most >= 2, f"reentrant=True, yet at most {most} goroutine was inside the library at once"
+else:
+    assert most == 1, f"{most} goroutines were inside a non-reentrant library at once"
+print("OK", most, during, st["async"]["count"])
 """
 
 
-def test_non_reentrant_library_calls_are_serialised(child, torture_lib):
-    assert child(SERIAL, torture_lib["path"]).startswith("OK")
+@pytest.mark.parametrize("mode", ["default", "reentrant"])
+def test_non_reentrant_library_calls_are_serialised(child, torture_lib, mode):
+    out = child(SERIAL, torture_lib["path"], mode)
+    assert out.startswith("OK"), out
 
 
 SIGINT = HEAD + """
