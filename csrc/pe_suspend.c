@@ -191,6 +191,7 @@ int64_t pe_thread_last_latency_ns(int32_t slot, uint32_t gen)
 PE_HIDDEN void pe_suspend_park(pe_thread_t *t, uint32_t gen, uint32_t kind, pe_gregs_t *regs,
                                void *xsave)
 {
+    PE_VALGRIND_MAKE_DEFINED(regs, sizeof *regs);   /* the requester reads it (pe_internal.h) */
     atomic_store(&t->regs, regs);
     atomic_store(&t->xsave, xsave);
     atomic_store(&t->susp, PE_SUSP(gen, kind, PE_SUSP_PARKED));
