@@ -134,7 +134,7 @@ most = lib.pe_test_inside_max_reset()
 # tens of times, 0-2 without preemption), yet one goroutine at a time was inside unless reentrant
 assert during >= 15 and st["async"]["count"] >= 3, (during, st["async"])
 if reentrant:
-    assert most >= 2, f"reentrant=True, yet at most {most} goroutine was inside the library at once"
+    assert most >= 2, f"reentrant=True, yet at most {most} goroutine was inside at once"
 else:
     assert most == 1, f"{most} goroutines were inside a non-reentrant library at once"
 print("OK", most, during, st["async"]["count"])

@@ -134,8 +134,10 @@ for _ in range(cycles):
         h.resume()
     rsp, rip = a["rsp"], a["rip"]
     assert a == b, f"two reads of one suspension differ: {a} vs {b}"
-    assert lo.value <= rsp < hi.value, f"rsp {rsp:#x} outside the thread's stack [{lo.value:#x}, {hi.value:#x})"
-    assert abs(rsp - where.value) <= 256, f"rsp {rsp:#x} is not beside the spinning frame's local at {where.value:#x}"
+    assert lo.value <= rsp < hi.value, \
+        f"rsp {rsp:#x} outside the thread's stack [{lo.value:#x}, {hi.value:#x})"
+    assert abs(rsp - where.value) <= 256, \
+        f"rsp {rsp:#x} is not beside the spinning frame's local at {where.value:#x}"
     assert any(a0 <= rip < b0 for a0, b0 in spans), f"rip {rip:#x} outside the registered region"
     assert spin_at <= rip < spin_at + 256, f"rip {rip:#x} not in pe_test_spin_at ({spin_at:#x})"
     rsps.add(rsp)
