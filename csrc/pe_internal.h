@@ -26,6 +26,31 @@
 #define PE_THROW(msg) pe_throw("preempt: " msg "\n")
 PE_HIDDEN _Noreturn void pe_throw(const char *msg);
 
+/* Under valgrind, memory below the interrupted RSP is "unaddressable" and stays so when the
+ * handler moves RSP down through the ucontext: memcheck does not see the trampoline's frame as
+ * stack, not even after the trampoline's own pushes (checked: a client check in pe_suspend_park
+ * found the spill frame unaddressable). PE_VALGRIND_MAKE_STACK tells it a slot is stack
+ * (pe_signal.c, the pushed RIP); PE_VALGRIND_MAKE_DEFINED that the pushed registers are there
+ * (pe_suspend.c, before a requester reads them). Each client request is a no-op sequence of a
+ * few instructions when not under valgrind, and async-signal-safe. Optional: without the header
+ * nothing changes. */
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define PE_VALGRIND_MAKE_STACK(lo, len) VALGRIND_MAKE_MEM_UNDEFINED((void *)(lo), (len))
+#define PE_VALGRIND_MAKE_DEFINED(lo, len) VALGRIND_MAKE_MEM_DEFINED((void *)(lo), (len))
+#endif
+#endif
+#ifndef PE_VALGRIND_MAKE_STACK
+#define PE_VALGRIND_MAKE_STACK(lo, len) ((void)0)
+#define PE_VALGRIND_MAKE_DEFINED(lo, len) ((void)0)
+#endif
+
+/* The System V red zone: the 128 bytes below RSP that a leaf may use without moving RSP. The
+ * handler skips it before pushing the interrupted RIP (pe_signal.c); the trampoline's `ret $128`
+ * skips it back (pe_trampoline_amd64.c, which spells the number itself). */
+#define PE_RED_ZONE_BYTES 128
+
 /* Stack the trampoline, its C entry and a park hook need below the interrupted RSP (invariant 3,
  * "enough stack"). The runtime's hook runs the scheduler (Python, greenlet) there. */
 #define PE_ASYNC_STACK_NEED (256 * 1024)

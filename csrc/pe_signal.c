@@ -40,20 +40,6 @@
 #include <sys/syscall.h>
 #include <ucontext.h>
 
-/* Under valgrind, memory below the interrupted RSP is "unaddressable" and stays so when the
- * handler moves RSP down through the ucontext: tell memcheck the trampoline's frame is stack.
- * The client request is a no-op sequence of a few instructions when not under valgrind, and
- * async-signal-safe. Optional: without the header nothing changes. */
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define PE_VALGRIND_MAKE_STACK(lo, len) VALGRIND_MAKE_MEM_UNDEFINED((void *)(lo), (len))
-#endif
-#endif
-#ifndef PE_VALGRIND_MAKE_STACK
-#define PE_VALGRIND_MAKE_STACK(lo, len) ((void)0)
-#endif
-
 static struct sigaction pe_prev_action; /* what was installed before us: chained to */
 
 /* Run the handler that was installed before ours. Signal handler only. */
@@ -125,7 +111,7 @@ static int pe_is_async_safe_point(pe_thread_t *t, const ucontext_t *uc)
 static void pe_push_call(ucontext_t *uc)
 {
     greg_t *g = uc->uc_mcontext.gregs;
-    uintptr_t sp = (uintptr_t)g[REG_RSP] - 128 - 8;
+    uintptr_t sp = (uintptr_t)g[REG_RSP] - PE_RED_ZONE_BYTES - 8;
     PE_VALGRIND_MAKE_STACK(sp, 8);
     *(uint64_t *)sp = (uint64_t)g[REG_RIP];
     g[REG_RSP] = (greg_t)sp;

@@ -151,8 +151,13 @@ int pe_thread_resume(int32_t slot, uint32_t gen)
     }
 }
 
-/* Copy a parked thread's saved registers. Any thread. */
-int pe_thread_registers(int32_t slot, uint32_t gen, pe_gregs_t *out, uint32_t *mxcsr)
+/* Copy a parked thread's saved registers, and give its interrupted stack pointer. The spill
+ * frame lies on the parked thread's own stack, its last field (the interrupted RIP the handler
+ * pushed) just below the red zone the handler skipped: so the interrupted RSP is the frame's
+ * address + the frame + the red zone, the value the trampoline's `ret $128` restores. (The
+ * frame's address, not the caller's copy: the copy is the caller's memory.) Any thread. */
+int pe_thread_registers(int32_t slot, uint32_t gen, pe_gregs_t *out, uint32_t *mxcsr,
+                        uint64_t *rsp)
 {
     pe_thread_t *t = pe_thread_lookup(slot, gen);
     if (!t)
@@ -167,6 +172,7 @@ int pe_thread_registers(int32_t slot, uint32_t gen, pe_gregs_t *out, uint32_t *m
         return PE_NOT_SUSPENDED;
     memcpy(out, regs, sizeof *out);
     memcpy(mxcsr, area + 24, sizeof *mxcsr); /* legacy region: MXCSR at byte 24 (FXSAVE too) */
+    *rsp = (uint64_t)(uintptr_t)regs + sizeof *regs + PE_RED_ZONE_BYTES;
     if (atomic_load(&t->susp) != w || atomic_load(&t->accepted) != parks)
         return PE_NOT_SUSPENDED; /* resumed while we copied: the copy may be torn */
     return PE_OK;
@@ -185,6 +191,7 @@ int64_t pe_thread_last_latency_ns(int32_t slot, uint32_t gen)
 PE_HIDDEN void pe_suspend_park(pe_thread_t *t, uint32_t gen, uint32_t kind, pe_gregs_t *regs,
                                void *xsave)
 {
+    PE_VALGRIND_MAKE_DEFINED(regs, sizeof *regs);   /* the requester reads it (pe_internal.h) */
     atomic_store(&t->regs, regs);
     atomic_store(&t->xsave, xsave);
     atomic_store(&t->susp, PE_SUSP(gen, kind, PE_SUSP_PARKED));

@@ -73,8 +73,11 @@ int pe_thread_list(int32_t *slots, uint32_t *gens, int max);
 int pe_thread_suspend(int32_t slot, uint32_t gen, int64_t timeout_ns, int64_t *backoff_ns);
 /* Let a parked thread go. PE_OK, PE_NOT_SUSPENDED or PE_EXITED. Any thread. */
 int pe_thread_resume(int32_t slot, uint32_t gen);
-/* Copy the saved register file (and MXCSR from the XSAVE area) of a parked thread. Any thread. */
-int pe_thread_registers(int32_t slot, uint32_t gen, pe_gregs_t *out, uint32_t *mxcsr);
+/* Copy the saved register file (and MXCSR from the XSAVE area) of a parked thread, and give the
+ * stack pointer it was interrupted at (in its own stack; the spill frame has no RSP field).
+ * PE_OK, PE_NOT_SUSPENDED or PE_EXITED. Any thread. */
+int pe_thread_registers(int32_t slot, uint32_t gen, pe_gregs_t *out, uint32_t *mxcsr,
+                        uint64_t *rsp);
 /* Counters and state of a thread. PE_OK or PE_EXITED. Any thread. */
 int pe_thread_info(int32_t slot, uint32_t gen, pe_thread_info_t *out);
 

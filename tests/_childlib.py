@@ -33,6 +33,12 @@ def load(path: str) -> ctypes.CDLL:
     lib.pe_test_read_all.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_long, ctypes.POINTER(ctypes.c_int)]
     lib.pe_test_read_all.restype = ctypes.c_long
     lib.pe_test_sleep_ns.argtypes = [ctypes.c_long, ctypes.POINTER(ctypes.c_int)]
+    lib.pe_test_spin_at.argtypes = [U64, ctypes.POINTER(U64)]
+    lib.pe_test_spin_at.restype = U64
+    lib.pe_test_stack_bounds.argtypes = [ctypes.POINTER(U64), ctypes.POINTER(U64)]
+    lib.pe_test_enter_spin.argtypes = [U64]
+    lib.pe_test_enter_spin.restype = U64
+    lib.pe_test_inside_max_reset.restype = U64
     return lib
 
 

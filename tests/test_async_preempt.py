@@ -111,22 +111,40 @@ def test_several_native_goroutines_interleave_with_python_ones(child, torture_li
 
 
 SERIAL = HEAD + """
-kern = preempt.preemptible(lib)                  # not reentrant: one goroutine inside at a time
-iters = spin_iters(lib, 0.1)
-inside = [0]; overlap = [0]
+reentrant = sys.argv[2] == "reentrant"
+kern = preempt.preemptible(lib, reentrant=reentrant)
+iters = spin_iters(lib, 0.1)                 # pe_test_enter_spin runs the same loop
+lib.pe_test_inside_max_reset()
 def native():
-    kern.pe_test_spin(iters)
+    return kern.pe_test_enter_spin(iters)    # counts the callers inside the library at once
 def main():
+    stop = preempt.Event()
+    tk = preempt.go(ticker, stop)
+    preempt.sleep(0.005)
+    t0 = time.perf_counter()
     gs = [preempt.go(native) for _ in range(3)]
     for g in gs: g.join()
-    return preempt.stats()
-st = preempt.run(main)
-print("OK", st["async"]["count"])
+    t1 = time.perf_counter()
+    st = preempt.stats()
+    stop.set(); tk.join()
+    return st, sum(1 for t in ticks if t0 < t < t1)
+st, during = preempt.run(main)
+most = lib.pe_test_inside_max_reset()
+# ~0.3 s of native calls: the goroutine inside was switched out again and again (the ticker ran
+# tens of times, 0-2 without preemption), yet one goroutine at a time was inside unless reentrant
+assert during >= 15 and st["async"]["count"] >= 3, (during, st["async"])
+if reentrant:
+    assert most >= 2, f"reentrant=True, yet at most {most} goroutine was inside at once"
+else:
+    assert most == 1, f"{most} goroutines were inside a non-reentrant library at once"
+print("OK", most, during, st["async"]["count"])
 """
 
 
-def test_non_reentrant_library_calls_are_serialised(child, torture_lib):
-    assert child(SERIAL, torture_lib["path"]).startswith("OK")
+@pytest.mark.parametrize("mode", ["default", "reentrant"])
+def test_non_reentrant_library_calls_are_serialised(child, torture_lib, mode):
+    out = child(SERIAL, torture_lib["path"], mode)
+    assert out.startswith("OK"), out
 
 
 SIGINT = HEAD + """
@@ -275,3 +293,174 @@ print("OK", st["async"]["count"])
 
 def test_program_sigurg_handler_sees_only_real_sigurgs_under_async_preemption(child, torture_lib):
     assert child(CHAIN, torture_lib["path"]).startswith("OK")
+
+
+# The shapes a goroutine can call a registered library in. The README promises that direct calls
+# on the raw library object are preempted too (the region is registered): also when the raw
+# function is itself the goroutine's function, where the frame that made the native call is the
+# worker loop's (_preempt.py rule 8; before it, rule 6's bottom-frame clause, meant for the
+# loop's back-edge on the sync path, vetoed every async preemption there: 2 ticks in 0.87 s).
+SHAPES = """
+import os, sys
+os.environ["PREEMPT_PURE"] = sys.argv[4]          # before preempt is imported
+""" + HEAD + """
+shape, kind = sys.argv[2], sys.argv[3]
+kern = preempt.preemptible(lib)
+if kind == "gpr":
+    name, size, extra = "pe_test_gpr_kernel", 128, ()
+elif kind == "zmm":
+    name, size, extra = "pe_test_zmm_kernel", 2120, (ZMM_INIT,)
+else:
+    from _childlib import YMM_INIT
+    name, size, extra = "pe_test_ymm_kernel", 516, (YMM_INIT,)
+raw, proxied = getattr(lib, name), getattr(kern, name)
+def call_args(n):
+    out = (ctypes.c_uint8 * size)()
+    return out, (out, n) + extra
+def undisturbed(n):
+    out, a = call_args(n); raw(*a); return bytes(out)
+n = 200_000                                  # calibrate: each call ~0.15 s on this machine now
+t0 = time.perf_counter(); undisturbed(n); dt = max(time.perf_counter() - t0, 1e-6)
+N = max(n, int(n * 0.15 / dt))
+ref = undisturbed(N)
+assert ref != undisturbed(N + 1)             # the result depends on every iteration
+def start(a):
+    if shape == "raw_target":
+        return preempt.go(raw, *a)               # the ctypes function is the G's function
+    if shape == "raw_in_python":
+        return preempt.go(lambda: raw(*a))
+    if shape == "proxy_target":
+        return preempt.go(proxied, *a)
+    return preempt.go(lambda: proxied(*a))
+def main():
+    stop = preempt.Event()
+    tk = preempt.go(ticker, stop, name="ticker")
+    preempt.sleep(0.005)
+    res, spans = [], []
+    for _ in range(3):
+        out, a = call_args(N)
+        t0 = time.perf_counter(); start(a).join(); spans.append((t0, time.perf_counter()))
+        res.append(bytes(out))
+    st = preempt.stats()
+    stop.set(); tk.join()
+    return res, spans, st
+res, spans, st = preempt.run(main)
+bad = sum(r != ref for r in res)
+assert not bad, f"{bad} of 3 native results differ after async preemption ({shape}, {kind})"
+during = sum(1 for t in ticks for a, b in spans if a < t < b)
+# ~0.45 s of native calls: preempted, the 1 ms ticker runs at least once a 10 ms slice (tens of
+# ticks); never preempted, it runs only around each call's start and end (0-2 per call)
+assert during >= 15, f"the ticker ran {during} times during 3 native calls of ~0.15 s ({shape})"
+assert st["async"]["count"] >= 3, st["async"]
+print("OK", during, st["async"]["count"])
+"""
+
+SHAPE_NAMES = ["raw_target", "raw_in_python", "proxy_target", "proxy_in_python"]
+
+
+def _widest_vector() -> str:
+    if {"avx512f", "avx512bw"} <= CPU_FLAGS:
+        return "zmm"
+    if "avx2" in CPU_FLAGS:
+        return "ymm"
+    pytest.skip("CPU has neither AVX-512F/BW nor AVX2")
+
+
+@pytest.mark.parametrize("shape", SHAPE_NAMES)
+@pytest.mark.parametrize("kind", ["gpr", "vector"])
+def test_every_call_shape_of_a_registered_library_is_preempted_and_bit_exact(
+        child, torture_lib, shape, kind):
+    kind = _widest_vector() if kind == "vector" else kind
+    out = child(SHAPES, torture_lib["path"], shape, kind, "0")
+    assert out.startswith("OK"), out
+
+
+@pytest.mark.parametrize("shape", SHAPE_NAMES)
+def test_every_call_shape_is_preempted_on_the_pure_python_runtime(child, torture_lib, shape):
+    out = child(SHAPES, torture_lib["path"], shape, _widest_vector(), "1")
+    assert out.startswith("OK"), out
+
+
+# A G whose function is the raw ctypes function, switched out inside it and cancelled: the
+# Cancelled the hook gets when the G runs again cannot be raised into native frames; it is kept
+# (rule 8) and raised by the worker loop right after the call returns, inside the try that
+# records a G's exception: join() raises it, run() does not, and the worker goes on.
+CANCEL_RAW = """
+import os, sys
+os.environ["PREEMPT_PURE"] = sys.argv[2]
+""" + HEAD + """
+kern = preempt.preemptible(lib)
+iters = spin_iters(lib, 0.3)
+ref = lib.pe_test_spin(1000)
+def main():
+    from preempt._runtime import _park
+    stop = preempt.Event()
+    tk = preempt.go(ticker, stop, name="ticker")
+    g = preempt.go(lib.pe_test_spin, iters, name="raw")
+    preempt.sleep(0.03)                      # main runs again: g was switched out somewhere
+    parked_in_native = g in _park.sched.native
+    g.cancel()
+    try:
+        r = ("returned", g.join())
+    except preempt.Cancelled as e:
+        r = ("cancelled", str(e))
+    # the worker that ran g (and every other) still runs goroutines, raw targets included
+    after = [h.join() for h in [preempt.go(lib.pe_test_spin, 1000) for _ in range(4)]]
+    stop.set(); tk.join()
+    return parked_in_native, r, after
+parked, r, after = preempt.run(main)
+assert parked, "the raw-target goroutine was not parked inside its native call when cancelled"
+assert r[0] == "cancelled" and "'raw'" in r[1], r
+assert after == [ref] * 4, after
+print("OK", r)
+"""
+
+
+@pytest.mark.parametrize("pure", ["0", "1"])
+def test_raw_target_cancelled_while_parked_in_native_code_raises_only_from_join(
+        child, torture_lib, pure):
+    out = child(CANCEL_RAW, torture_lib["path"], pure)
+    assert out.startswith("OK"), out
+
+
+# A region dropped without close() stays registered (native.py: a registration lasts until
+# close()): the raw library's calls stay preempted, and the library object stays alive so its
+# code cannot be unloaded under the registration. close() then releases both.
+DROPPED = HEAD + """
+import gc, weakref
+from preempt import _core
+lib = None                                   # HEAD's own handle: only `mine` below holds one
+mine = ctypes.CDLL(sys.argv[2])              # a library nobody else has loaded
+mine.pe_test_spin.argtypes = [U64]; mine.pe_test_spin.restype = U64
+alive = weakref.ref(mine)
+n0 = _core.lib.pe_regions_count()
+preempt.preemptible(mine)                    # the region is dropped at once
+gc.collect()
+assert _core.lib.pe_regions_count() > n0, "dropping the region unregistered it"
+iters = spin_iters(mine, 0.3)
+def main():
+    stop = preempt.Event()
+    tk = preempt.go(ticker, stop)
+    preempt.sleep(0.005)
+    t0 = time.perf_counter(); preempt.go(mine.pe_test_spin, iters).join(); t1 = time.perf_counter()
+    stop.set(); tk.join()
+    return sum(1 for t in ticks if t0 < t < t1)
+during = preempt.run(main)
+assert during >= 10, f"a raw call of ~0.3 s after the region was dropped: {during} ticks"
+del mine, main
+gc.collect()
+assert alive() is not None, "the library object of a registered region was freed"
+from preempt import native
+(region,) = [r for r in native._open if r._lib is alive()]
+region.close()
+del region
+gc.collect()
+assert _core.lib.pe_regions_count() == n0, "close() left the segments registered"
+assert alive() is None, "a closed region still keeps its library alive"
+print("OK", during)
+"""
+
+
+def test_a_dropped_region_stays_registered_and_keeps_its_library(child, torture_lib):
+    out = child(DROPPED, torture_lib["path"], torture_lib["unreg"])
+    assert out.startswith("OK"), out

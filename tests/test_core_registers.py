@@ -84,9 +84,14 @@ preempt.preemptible(lib)
 N = 1_000_000
 ref = lib.pe_test_redzone(N)
 assert ref != lib.pe_test_redzone(N + 1)
-w = Worker(lambda: lib.pe_test_redzone(N), "redzone")
+lo, hi = U64(), U64()
+def body():
+    if not hi.value:
+        assert lib.pe_test_stack_bounds(ctypes.byref(lo), ctypes.byref(hi)) == 0
+    return lib.pe_test_redzone(N)
+w = Worker(body, "redzone")
 def check(regs):
-    assert regs["rsp"] % 8 == 0 and regs["rsp"] > 0, regs
+    assert lo.value <= regs["rsp"] < hi.value, (hex(regs["rsp"]), hex(lo.value), hex(hi.value))
 n = hammer(w.handle, cycles, check)
 w.stop()
 bad = sum(r != ref for r in w.results)
@@ -97,4 +102,50 @@ print("OK", n, len(w.results))
 
 def test_red_zone_of_a_leaf_survives_suspension(child, torture_lib):
     out = child(REDZONE, torture_lib["path"], CYCLES)
+    assert out.startswith("OK"), out
+
+
+# registers()["rsp"] is where the thread was interrupted: in its own stack, beside a local of
+# the native function it spins in, and the same for every read of one suspension. (It used to
+# be computed from the caller's copy of the registers: a heap address, new at every call.)
+RSP = """
+import sys, time
+from _childlib import *
+lib = load(sys.argv[1]); cycles = int(sys.argv[2])
+preempt.preemptible(lib)
+iters = spin_iters(lib, 0.02)
+lo, hi, where = U64(), U64(), U64()
+def body():
+    if not hi.value:
+        assert lib.pe_test_stack_bounds(ctypes.byref(lo), ctypes.byref(hi)) == 0
+    return lib.pe_test_spin_at(iters, ctypes.byref(where))
+spin_at = ctypes.cast(lib.pe_test_spin_at, ctypes.c_void_p).value
+spans = region_of(sys.argv[1])
+w = Worker(body, "rsp")
+while not where.value:                       # from now on it runs only pe_test_spin_at's code
+    time.sleep(0.001)
+h = w.handle
+rsps = set()
+for _ in range(cycles):
+    assert h.suspend(10), h.stats()
+    try:
+        a, b = h.registers(), h.registers()
+    finally:
+        h.resume()
+    rsp, rip = a["rsp"], a["rip"]
+    assert a == b, f"two reads of one suspension differ: {a} vs {b}"
+    assert lo.value <= rsp < hi.value, \
+        f"rsp {rsp:#x} outside the thread's stack [{lo.value:#x}, {hi.value:#x})"
+    assert abs(rsp - where.value) <= 256, \
+        f"rsp {rsp:#x} is not beside the spinning frame's local at {where.value:#x}"
+    assert any(a0 <= rip < b0 for a0, b0 in spans), f"rip {rip:#x} outside the registered region"
+    assert spin_at <= rip < spin_at + 256, f"rip {rip:#x} not in pe_test_spin_at ({spin_at:#x})"
+    rsps.add(rsp)
+w.stop()
+print("OK", cycles, sorted(hex(r) for r in rsps))
+"""
+
+
+def test_rsp_is_the_interrupted_stack_pointer_in_the_threads_stack(child, torture_lib):
+    out = child(RSP, torture_lib["path"], "300")
     assert out.startswith("OK"), out

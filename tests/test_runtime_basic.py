@@ -332,7 +332,9 @@ def test_deny_preemption_in_extends_the_deny_list():
 def test_the_worker_loop_itself_is_never_a_safe_point():
     # Its back-edge runs between one G's end and the next G's start, outside the try that
     # catches a G's exception: a Cancelled kept for the new G and raised there escaped run()
-    # (found by the soak's cancellation section). The G's own frames stay preemptible.
+    # (found by the soak's cancellation section). The G's own frames stay preemptible. The rule
+    # is the sync path's (_preempt.py rule 6): a G stopped inside a native call the worker loop
+    # made (preempt.go(lib.fn), the async hook's native=True) may yield (rule 8).
     import sys
 
     from preempt._runtime import _park, _preempt, _sched
@@ -344,12 +346,13 @@ def test_the_worker_loop_itself_is_never_a_safe_point():
         while bottom is not None and bottom.f_code is not _sched._worker_main.__code__:
             bottom = bottom.f_back
         assert bottom is not None, "no worker-loop frame under the goroutine"
-        return _preempt.may_yield(g, f), _preempt.may_yield(g, bottom)
+        return (_preempt.may_yield(g, f), _preempt.may_yield(g, bottom),
+                _preempt.may_yield(g, bottom, native=True))
 
     def main():
         return preempt.go(body).join()
 
-    assert preempt.run(main) == (True, False)
+    assert preempt.run(main) == (True, False, True)
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 11),

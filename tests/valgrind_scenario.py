@@ -7,7 +7,8 @@ lib = load(sys.argv[1]); preempt.preemptible(lib)
 N = 200_000
 ref = gpr(lib, N)
 w = Worker(lambda: gpr(lib, N))
-n = hammer(w.handle, 100, jitter_us=500)
+# every suspension's registers are read: pe_thread_registers copies the spill frame
+n = hammer(w.handle, 100, on_regs=lambda r: r["rsp"] + r["rip"], jitter_us=500)
 st = w.handle.stats(); w.stop()
 assert all(r == ref for r in w.results), "mismatch"
 with threads.stop_the_world(timeout=5): pass

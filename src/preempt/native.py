@@ -12,6 +12,18 @@ that any instruction in its executable segments is an asynchronous safe-point.
    the loader, the interpreter or libraries you do not control — preempt refuses the first
    three outright. Code outside registered regions (including libc functions a registered
    library calls) is never interrupted; the request simply waits until control is back inside.
+
+A registration lasts until :meth:`PreemptibleRegion.close`, not until the region object is
+dropped: ``preempt.preemptible(lib)`` used as a statement, then calls on ``lib`` itself, is a
+natural way to use it, and those calls must stay preempted. So every open region is kept in
+``_open`` (and keeps its library object alive, so its code cannot be unloaded under the
+registration) until it is closed; one dropped without ``close()`` stays registered for the
+life of the process. (An alternative would be a finalizer that unregisters a dropped region,
+as a file is closed. Rejected: the raw library's calls would stop being preempted at some later
+garbage collection, silently, and at a moment nobody chose.)
+
+Where these run: any thread (registering and closing take the core's region lock; the signal
+handler reads the table without one, ``csrc/pe_regions.c``).
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from typing import Any, List
+from typing import Any, List, Set
 
 from . import _corelib
 from ._errors import PreemptError
@@ -28,6 +40,7 @@ from ._runtime._cancel import check_cancelled_after_native
 __all__ = ["preemptible", "PreemptibleRegion"]
 
 _ERRLEN = 512
+_open: Set["PreemptibleRegion"] = set()   # every region not closed yet (module docstring)
 
 
 class PreemptibleRegion:
@@ -43,7 +56,8 @@ class PreemptibleRegion:
     direct call, at its next checkpoint.
 
     Close it (or use ``with``) to unregister. Keeps the library object alive while open, so the
-    code cannot be unloaded under a registration.
+    code cannot be unloaded under a registration. Dropping it without ``close()`` does not
+    unregister: preempt keeps it (and the library) until it is closed, which then never happens.
     """
 
     def __init__(self, lib: Any, name: str, ids: List[int], reentrant: bool = False) -> None:
@@ -96,6 +110,7 @@ class PreemptibleRegion:
             lib.pe_regions_remove(i)
         self._ids = []
         self._lib = None
+        _open.discard(self)
 
     def __enter__(self) -> "PreemptibleRegion":
         return self
@@ -157,7 +172,8 @@ def preemptible(lib: Any, reentrant: bool = False) -> PreemptibleRegion:
 
     Returns:
         A :class:`PreemptibleRegion`: call the library's functions through it
-        (``region.fn(...)``); ``close()`` it (or use ``with``) to unregister.
+        (``region.fn(...)``); ``close()`` it (or use ``with``) to unregister. Dropping it does
+        not unregister (the module docstring says why).
 
     Example::
 
@@ -202,7 +218,9 @@ def preemptible(lib: Any, reentrant: bool = False) -> PreemptibleRegion:
             raise PreemptError(msg)
         raise ValueError(msg)
     _mark_transparent()
-    return PreemptibleRegion(lib, str(name), [int(ids[i]) for i in range(n)], reentrant)
+    region = PreemptibleRegion(lib, str(name), [int(ids[i]) for i in range(n)], reentrant)
+    _open.add(region)
+    return region
 
 
 def _cffi_address(lib: Any):

@@ -172,12 +172,12 @@ class ThreadHandle:
         ffi, lib = _corelib.core()
         regs = ffi.new("pe_gregs_t *")
         mxcsr = ffi.new("uint32_t *")
-        rc = lib.pe_thread_registers(self._slot, self._gen, regs, mxcsr)
+        rsp = ffi.new("uint64_t *")
+        rc = lib.pe_thread_registers(self._slot, self._gen, regs, mxcsr, rsp)
         if rc != lib.PE_OK:
             _raise_for(rc, self, "read the registers of")
         out = {name: int(getattr(regs, name)) for name in _REGS if name != "rsp"}
-        # The trampoline frame sits at: [rip][red zone 128][interrupted rsp]
-        out["rsp"] = int(ffi.cast("uintptr_t", regs)) + ffi.sizeof("pe_gregs_t") + 128
+        out["rsp"] = int(rsp[0])         # the core's: the spill frame is on the thread's stack
         out["mxcsr"] = int(mxcsr[0])
         return out
 

@@ -5,10 +5,12 @@ reaches no bytecode safe-point, so the synchronous request sysmon makes at the e
 not taken. After a grace period sysmon sends the M SIGURG; the core's handler finds the M inside
 a registered region without the GIL and redirects it into the trampoline, which saves every
 register and calls :func:`pe_py_async_preempt` below (cffi takes the GIL around it). From here
-on it is the synchronous path: ``_preempt._preempt_hook`` applies the same deferral rules and
-parks the goroutine as runnable; other goroutines run on the M; when this one is picked again
-the hook returns, cffi releases the GIL, and the trampoline restores the registers and resumes the
-native code exactly where it was.
+on it is the synchronous path: ``_preempt._preempt_hook`` applies the same deferral rules (less
+the two about the bytecode a frame is stopped at: the goroutine is stopped inside a native call
+made from the frame, which may be the worker loop's own call of the goroutine's function, as in
+``preempt.go(lib.fn)``; ``_preempt.py`` rule 8) and parks the goroutine as runnable; other
+goroutines run on the M; when this one is picked again the hook returns, cffi releases the GIL,
+and the trampoline restores the registers and resumes the native code exactly where it was.
 
 Exceptions cannot cross the native frames below us. A goroutine parked here is listed in
 ``sched.native``: when run() ends it is abandoned at once instead of being killed (its call
@@ -84,7 +86,9 @@ def _define() -> None:
         native = s.native
         native.add(g)                # parked in native code: run() will not wait for it
         try:
-            _preempt._preempt_hook(0, sys._getframe(1))
+            # the frame that made the native call; the G is stopped inside that call, not
+            # at one of the frame's bytecodes (_preempt.py rule 8)
+            _preempt._preempt_hook(0, sys._getframe(1), native=True)
         except KeyboardInterrupt:
             return lib.PE_HOOK_RAISE_INTERRUPT
         except GreenletExit:

@@ -23,17 +23,32 @@ The hook defers (Go's "not at a safe point"; DESIGN.md §2.2, §3 invariant 2) w
    locks are per thread, so a second G would see a half-initialised module), ``logging`` and
    ``threading`` (their RLocks are per thread, so a second G would get in). Extend the list with
    :func:`deny_preemption_in`. The bottom frame itself (the worker loop, ``_sched._worker_main``)
-   is runtime code too when it is the interrupted frame: its loop's back-edge runs between one
-   G's end and the next G's start, outside the ``try`` that catches a G's exception, so an
-   interrupt raised there (a ``Cancelled`` kept for the new G) would kill the worker and
-   escape ``run()``. The soak benchmark found this.
+   is runtime code too when it is the interrupted frame *at a bytecode* (the synchronous
+   path): its loop's back-edge runs between one G's end and the next G's start, outside the
+   ``try`` that catches a G's exception, so an interrupt raised there (a ``Cancelled`` kept for
+   the new G) would kill the worker and escape ``run()``. The soak benchmark found this. An
+   asynchronous preemption (``native=True``, ``_asynchook.py``) interrupts a registered native
+   call *made from* the frame instead: when the G's function is the library's function itself
+   (``preempt.go(lib.fn, ...)``), that call is the worker loop's call of the G's function,
+   inside the ``try``, and nothing is raised into the frame at the interrupted point (rule 8);
+   the bottom frame does not defer it.
 7. CPython 3.10 only: the interrupted frame is at the first instruction of an exception handler
    (:func:`at_handler_entry`). 3.10 checks the eval breaker after unwinding to a handler,
    before its first instruction; the handler's block is already popped there, so an exception
    raised at that point skips the handler: a ``with`` block's ``__exit__`` is never called (a
    Mutex stays locked, a timeout scope is never closed) and a ``finally`` clause never runs.
    3.11+ jump to a handler without that check. The cancellation model test and the soak found
-   it (a cancellation landing while a Cancelled unwound to ``with mutex:``).
+   it (a cancellation landing while a Cancelled unwound to ``with mutex:``). Not for an
+   asynchronous preemption: the frame is mid-call there, not at a handler's entry, and nothing
+   is raised into it (rule 8).
+8. (Not a deferral: what the asynchronous path does instead of raising.) An interrupt that
+   reaches a G switched out inside a native call cannot be raised there: native frames cannot
+   be unwound. ``_asynchook.py`` keeps it in ``g.pending_exc`` (or arms KeyboardInterrupt and
+   GreenletExit with ``PyThreadState_SetAsyncExc``, which fire at the eval-breaker check of the
+   CALL that made the native call, when it returns). Either way it lands in the frame that
+   made the call: a G's own frame, or, for ``preempt.go(lib.fn)``, the worker loop's call of
+   the G's function, inside its ``try``, which raises a kept ``pending_exc`` right after the
+   call returns. So neither rule 6's bottom-frame clause nor rule 7 applies to that path.
 
 How a deferred request is honoured:
 
@@ -135,11 +150,14 @@ def _classify(frame: FrameType) -> int:
     return k
 
 
-def in_denied(frame: Optional[FrameType]) -> bool:
+def in_denied(frame: Optional[FrameType], native: bool = False) -> bool:
     """Whether a frame from ``frame`` outward to the G's bottom is deny-listed (rule 6), or
-    ``frame`` is the bottom frame itself (the worker loop: runtime code, rule 6)."""
+    ``frame`` is the bottom frame itself (the worker loop: runtime code, rule 6) interrupted at
+    a bytecode. ``native``: the interrupted point is inside a native call made from ``frame``
+    (the asynchronous path), where the bottom-frame clause does not apply. Any thread: reads
+    frames only."""
     f = frame
-    if f is not None and _classify(f) == _BOTTOM:
+    if not native and f is not None and _classify(f) == _BOTTOM:
         return True
     while f is not None:
         k = _classify(f)
@@ -192,24 +210,31 @@ def at_handler_entry(frame: Optional[FrameType]) -> bool:
     return tb is not None and tb.tb_frame is frame and tb.tb_lasti == frame.f_lasti
 
 
-def may_yield(g: Any, frame: Optional[FrameType]) -> bool:
+def may_yield(g: Any, frame: Optional[FrameType], native: bool = False) -> bool:
     """Whether the running G ``g`` may be switched out with ``frame`` interrupted (rules 3-7).
 
     The one predicate every preemption entry asks: the sync hook, the async hook, and the
     routed signal handlers (``_signals.py``). The caller has checked rule 2 (``g`` is the
-    running G and this is its greenlet). M thread, Python-level handler or runtime code.
+    running G and this is its greenlet). ``native``: ``g`` is stopped inside a native call made
+    from ``frame`` (the async hook), not at a bytecode of ``frame``; rule 6's bottom-frame
+    clause and rule 7 are about bytecodes and do not apply (rule 8). M thread, Python-level
+    handler or runtime code.
     """
     return (g.preemptible and not g.nopreempt and not _import_lock_held()
-            and not in_denied(frame)
-            and not (_HANDLER_ENTRY_BUG and at_handler_entry(frame)))
+            and not in_denied(frame, native)
+            and not (_HANDLER_ENTRY_BUG and not native and at_handler_entry(frame)))
 
 
-def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None) -> None:
-    """Takes one preemption request. Python-level signal handler on the M thread only.
+def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None, *,
+                  native: bool = False) -> None:
+    """Takes one preemption request. Python-level signal handler on the M thread only (or the
+    async hook, in the trampoline's call, on the M thread with the GIL).
 
     Args:
         signum: The signal (unused: the request number comes from the monitor).
         frame: The interrupted frame, as CPython passes it to handlers; None means the caller's.
+        native: The G is stopped inside a native call made from ``frame`` (``_asynchook.py``),
+            not at one of its bytecodes (rule 8).
     """
     s = _park.sched
     if s is None:
@@ -218,7 +243,7 @@ def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None) -> None:
     seq = mon.req_seq()
     if seq <= s.consumed_seq:                       # rule 1
         if s.hub_wanted:                            # no request, but a signal left hub work
-            _yield_for_hub(s, frame)
+            _yield_for_hub(s, frame, native)
         return
     g = s.cur
     if g is None or g.glet is not getcurrent() or not g.preemptible:   # rules 2, 3
@@ -227,7 +252,7 @@ def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None) -> None:
         return
     if frame is None:
         frame = sys._getframe(1)
-    if not may_yield(g, frame):                     # rules 4-7
+    if not may_yield(g, frame, native):             # rules 4-7
         g.preempt_pending = True                    # not consumed: a re-send re-checks
         s.ndeferred += 1
         return
@@ -243,25 +268,26 @@ def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None) -> None:
         _park.yield_preempted(s, g, front)
     except BaseException as e:       # an interrupt for the G (Cancelled, GreenletExit, ...)
         g = None                     # the traceback keeps this frame: no exc -> G cycle
-        if raise_later(frame, e):
+        if not native and raise_later(frame, e):
             return
-        raise
+        raise                        # native: the async hook keeps it (rule 8)
 
 
-def _yield_for_hub(s: Any, frame: Optional[FrameType]) -> None:
+def _yield_for_hub(s: Any, frame: Optional[FrameType], native: bool = False) -> None:
     """Switches the running G out so the hub can deliver what a signal handler queued for it
-    (``_signals.py``); no request is consumed. Python-level handler on the M only."""
+    (``_signals.py``); no request is consumed. Python-level handler on the M only (or the async
+    hook, ``native``: rule 8)."""
     g = s.cur
     if g is None or g.glet is not getcurrent():
         return
     if frame is None:
         frame = sys._getframe(2)
-    if may_yield(g, frame):
+    if may_yield(g, frame, native):
         try:
             _park.yield_preempted(s, g)
         except BaseException as e:
             g = None                 # the traceback keeps this frame: no exc -> G cycle
-            if raise_later(frame, e):
+            if not native and raise_later(frame, e):
                 return
             raise
     else:
