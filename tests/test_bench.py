@@ -31,7 +31,10 @@ def test_quick_run_writes_every_benchmark_to_json(tmp_path):
     assert res["switch"]["chan ping-pong round trip"]["median"] > 0
     assert res["switch"]["thread-ring hop (503 goroutines)"]["median"] > 0
     assert res["sleepers"]["sleepers"] == 1000 and res["sleepers"]["beside"][0]["wakes"] > 0
-    assert res["overhead"]["ratio"] > 0 and len(res["overhead"]["on_s"]) == len(res["overhead"]["off_s"])
+    over = res["overhead"]["configs"]
+    assert set(over) == {"off", "armed", "10 ms", "1 ms"}
+    assert all(len(c["wall_s"]) == res["overhead"]["runs"] for c in over.values())
+    assert all(r > 0 for r in res["overhead"]["ratio"].values())
     mem = res["memory"]
     assert mem["goroutines"] == 10_000 and mem["bytes_per_goroutine"] > 0
     assert mem["python"]["goroutines"] == 10_000 and mem["python"]["bytes_per_goroutine"] > 0
@@ -153,3 +156,17 @@ def test_memory_once_refuses_an_unknown_kind():
 
     with pytest.raises(ValueError, match="kind must be 'builtin' or 'python', not 'lambda'"):
         overhead.memory_once(10, "lambda")
+
+
+def test_overhead_prices_preemptions_that_happened():
+    # the on/off ratio is only the price of preemption when preemptions happened: the shared
+    # configurations take some, the baseline and the armed-but-never-due slice take none
+    from preempt.bench import overhead
+
+    res = overhead.measure_overhead(3_000_000, 1)
+    c = res["configs"]
+    assert c["10 ms"]["sync"][0] > 0 and c["1 ms"]["sync"][0] > c["10 ms"]["sync"][0], c
+    assert c["off"]["sync"][0] == c["armed"]["sync"][0] == 0, c
+    assert all(x["async"][0] == 0 for x in c.values()), c   # a Python loop: the eval breaker
+    text = overhead.report(res, {})
+    assert "sync preempt" in text and "preempted, 10 ms slice" in text

@@ -200,7 +200,8 @@ def main(argv=None) -> int:
         from . import overhead
 
         prog.step("overhead: the same work with preemption off and on")
-        results["overhead"] = overhead.measure_overhead(hog_n * 2, runs + 2)
+        # at least ~0.1 s of work, so that the 10 ms slice has something to preempt
+        results["overhead"] = overhead.measure_overhead(max(hog_n * 2, 3_000_000), runs + 2)
         prog.step("memory of parked goroutines")
         results["memory"] = overhead.measure_memory(10_000 if args.quick else 100_000)
         tables.append(overhead.report(results["overhead"], results["memory"]))
