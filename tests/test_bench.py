@@ -170,3 +170,38 @@ def test_overhead_prices_preemptions_that_happened():
     assert all(x["async"][0] == 0 for x in c.values()), c   # a Python loop: the eval breaker
     text = overhead.report(res, {})
     assert "sync preempt" in text and "preempted, 10 ms slice" in text
+
+
+def test_switch_runs_the_benchmarks_game_programs_beside_go(tmp_path):
+    import shutil
+
+    from preempt.bench import switch
+
+    p = _bench(tmp_path, "--quick", "--only", "switch")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(next(tmp_path.glob("*/results.json")).read_text())["switch"]
+    ops = ("chan ping-pong round trip", switch.RING_OP, switch.CHAMENEOS_OP, switch.SIEVE_OP,
+           "spawn+join (one at a time)")
+    for op in ops:
+        assert res[op]["median"] > 0 and res[op]["runs"] == 2, (op, res.get(op))
+    assert "after one warm-up run" in p.stdout
+    if shutil.which("go"):
+        # go/switch.go runs every program preempt runs, under the same names: a ratio each
+        assert set(ops) <= set(res["go"]), res["go"]
+        for op in ops:
+            line = next(ln for ln in p.stdout.splitlines() if ln.startswith(op + " "))
+            assert line.rstrip().endswith("x"), line
+    else:
+        assert "go is not on PATH" in res["go"]["skipped"]
+
+
+def test_sieve_counts_its_handoffs_and_finds_the_primes():
+    import preempt
+    from preempt.bench import switch
+
+    # 2 goes to main (1); 3 through filter 2 to main (2); 4 dropped by filter 2 (1); 5 (3)
+    assert [switch.sieve_handoffs(n) for n in (1, 2, 3)] == [1, 3, 7]
+    assert switch.sieve_handoffs(1000) == 517_383
+    last = preempt.run(lambda: switch._sieve(25, preempt.Chan, preempt.go), slice=0)
+    assert last == 97
+    assert switch.chameneos(200) > 0     # checks that the meetings add up, none with itself
