@@ -22,10 +22,14 @@ def test_quick_run_writes_every_benchmark_to_json(tmp_path):
     assert res["machine"]["python"] and res["mode"] == "quick"
     assert "soak" not in res, "the soak is not part of the default (or --quick) run"
     for work in ("ticker", "native"):
-        assert set(res[work]) == {"preempt", "asyncio", "gevent", "threading", "go"}
+        assert set(res[work]) == {"hog_s", "preempt", "asyncio", "gevent", "threading", "go"}
+        assert res[work]["hog_s"] > 0 and res[work]["hog_s"] == res["ticker"]["hog_s"]
         pre = res[work]["preempt"]
         assert pre["late_us"] and all(isinstance(x, float) for x in pre["late_us"])
         assert pre["walls"] and pre["walls"][0] > 0
+        for rt, r in res[work].items():      # every family reports the CPU its hogs used
+            if isinstance(r, dict) and "skipped" not in r:
+                assert len(r["cpu_per_hog"]) == len(r["walls"]) and r["cpu_per_hog"][0] > 0, (work, rt)
     assert res["native"]["preempt"]["path_latency"]["async_us"], "no async preemption measured"
     assert res["suspend"]["suspend: request -> parked (one-way)"]["n"] == 1000
     assert res["switch"]["chan ping-pong round trip"]["median"] > 0
@@ -40,6 +44,7 @@ def test_quick_run_writes_every_benchmark_to_json(tmp_path):
     assert mem["python"]["goroutines"] == 10_000 and mem["python"]["bytes_per_goroutine"] > 0
     assert mem["go"].get("bytes_per_goroutine", 0) > 0 or "skipped" in mem["go"], mem["go"]
     # every table is printed, and the JSON path is named at the end
+    assert "CPU s/hog" in p.stdout and "each hog is sized to" in p.stdout
     for title in ("Ticker lateness", "Preemption latency per path", "Many sleeping goroutines",
                   "Overhead of preemption", "Memory:", "Suspension latency", "Switch costs"):
         assert title in p.stdout

@@ -74,14 +74,19 @@ class Progress:
               file=sys.stderr, flush=True)
 
 
-def _ticker_table(title: str, res: Dict[str, Any]) -> str:
+def _ticker_table(title: str, res: Dict[str, Any], hog_s: float = 0.0) -> str:
     rows: List[List[object]] = []
     notes: List[str] = []
     walls = {rt: statistics.median(r["walls"]) for rt, r in res.items() if "walls" in r}
+
+    def cpu(r: Dict[str, Any]) -> object:
+        xs = r.get("cpu_per_hog", [])
+        return f"{statistics.median(xs):.3f}" if xs else "-"
+
     base = walls.get("asyncio")
     for rt, r in res.items():
         if "skipped" in r:
-            rows.append([rt, "skipped", "-", "-", "-", "-", "-", "-"])
+            rows.append([rt, "skipped", "-", "-", "-", "-", "-", "-", "-"])
             notes.append(f"  {rt} skipped: {r['skipped']}")
             continue
         lat = r["late_us"]
@@ -89,36 +94,49 @@ def _ticker_table(title: str, res: Dict[str, Any]) -> str:
             p = percentiles(lat)
             spread = f"{min(r['p99s']):.0f}-{max(r['p99s']):.0f}"
             rows.append([rt, p["n"], p["p50"], p["p99"], spread, p["max"], walls[rt],
-                         f"{walls[rt] / base:.3f}" if base and rt != "go" else "-"])
+                         f"{walls[rt] / base:.3f}" if base and rt != "go" else "-", cpu(r)])
         else:
-            rows.append([rt, 0, "-", "-", "-", "-", walls[rt], "-"])
+            rows.append([rt, 0, "-", "-", "-", "-", walls[rt], "-", cpu(r)])
     runs = max((len(r.get("walls", [])) for r in res.values()), default=0)
     notes.append(f"  pooled over {runs} run(s); p99 spread = lowest-highest p99 of single runs; "
                  "asyncio and gevent never yield inside the hogs, so their ticker waits for all the work;")
-    notes.append("  go: GOMAXPROCS=1, hogs of native code sized to the same duration (work s is Go's own)")
+    notes.append("  go: GOMAXPROCS=1, hogs of native code (work s is Go's own)")
+    if hog_s:
+        notes.append(f"  each hog is sized to {hog_s:.3f} s alone: a Python hog's CPU time measured at "
+                     "start; native and Go hogs time their own loop at start and size themselves to it;")
+        notes.append("  CPU s/hog = the process's CPU time over the work / 4 (median run): the work each "
+                     "family really did")
     return table(title, ["runtime", "ticks", "p50 µs", "p99 µs", "p99 spread", "max µs", "work s",
-                         "wall/asyncio"], rows) + "\n" + "\n".join(notes)
+                         "wall/asyncio", "CPU s/hog"], rows) + "\n" + "\n".join(notes)
 
 
-def run_ticker(work: str, n: int, runs: int, prog: Progress) -> Dict[str, Any]:
+def run_ticker(work: str, n: int, runs: int, prog: Progress, hog_s: float) -> Dict[str, Any]:
+    """``hog_s``: the seconds every family's hog lasts alone (ticker.python_hog_seconds(n))."""
     from . import ticker
 
-    out: Dict[str, Any] = {}
+    out: Dict[str, Any] = {"hog_s": hog_s}
     for rt in ticker.RUNTIMES:
         prog.step(f"ticker ({work} hogs) on {rt}")
-        r: Dict[str, Any] = {"late_us": [], "walls": [], "p99s": [], "path_latency": {"sync_us": [], "async_us": []}}
+        r: Dict[str, Any] = {"late_us": [], "walls": [], "p99s": [], "cpu_per_hog": [],
+                             "path_latency": {"sync_us": [], "async_us": []}}
         for i in range(runs):
-            d = ticker.run_child(rt, n, work=work)
+            d = ticker.run_child(rt, n, work=work, hog_s=hog_s)
             if "skipped" in d:
                 r = {"skipped": d["skipped"]}
                 break
             r["late_us"] += d["late_us"]
             r["walls"].append(d["wall_s"])
+            r["cpu_per_hog"].append(d["cpu_per_hog_s"])
             r["p99s"].append(percentiles(d["late_us"])["p99"] if d["late_us"] else float("nan"))
             for k, v in d.get("path_latency", {}).items():
                 r["path_latency"][k] += v
         out[rt] = r
     return out
+
+
+def _runtimes(res: Dict[str, Any]) -> Dict[str, Any]:
+    """A ticker result's per-runtime entries (without its ``hog_s``)."""
+    return {k: v for k, v in res.items() if isinstance(v, dict)}
 
 
 def _latency_table(res: Dict[str, Any]) -> str:
@@ -180,14 +198,18 @@ def main(argv=None) -> int:
     prog = Progress(sum(steps[b] for b in only) or 1)
     results: Dict[str, Any] = {"machine": facts, "mode": "quick" if args.quick else "full" if args.full else "default"}
     tables: List[str] = []
+    if "ticker" in only or "native" in only:
+        from . import ticker
+
+        hog_s = ticker.python_hog_seconds(hog_n)    # measured once: both tables' hogs match
     if "ticker" in only:
-        results["ticker"] = run_ticker("python", hog_n, runs, prog)
+        results["ticker"] = run_ticker("python", hog_n, runs, prog, hog_s)
         tables.append(_ticker_table("Ticker lateness, 1 ms sleeps under 4 CPU-bound Python tasks",
-                                    results["ticker"]))
+                                    _runtimes(results["ticker"]), results["ticker"]["hog_s"]))
     if "native" in only:
-        results["native"] = run_ticker("native", hog_n, runs, prog)
+        results["native"] = run_ticker("native", hog_n, runs, prog, hog_s)
         tables.append(_ticker_table("Ticker lateness, 1 ms sleeps under 4 native tasks (GIL released)",
-                                    results["native"]))
+                                    _runtimes(results["native"]), results["native"]["hog_s"]))
     if "latency" in only and ("ticker" in results or "native" in results):
         tables.append(_latency_table(results))
     if "sleepers" in only:
