@@ -210,3 +210,22 @@ def test_sieve_counts_its_handoffs_and_finds_the_primes():
     last = preempt.run(lambda: switch._sieve(25, preempt.Chan, preempt.go), slice=0)
     assert last == 97
     assert switch.chameneos(200) > 0     # checks that the meetings add up, none with itself
+
+
+def test_gevent_benchmark_reproduces_the_readme_rows(tmp_path):
+    import pytest
+
+    pytest.importorskip("gevent")
+    p = _bench(tmp_path, "--only", "gevent", "--quick", timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    res = json.loads(next(tmp_path.glob("*/results.json")).read_text())["gevent"]
+    cases = res["cases"]
+    assert list(cases) == ["gevent alone", "enable(slice=0.010)", "enable(slice=0.002)"], cases
+    for name in cases:
+        assert name in p.stdout
+    assert "heartbeat ticks" in p.stdout and "late p99" in p.stdout and "late max" in p.stdout
+    # behaviour, not speed: alone, nothing preempts the computing greenlets; enabled, they are
+    # preempted and the heartbeat ticks between them
+    alone, small = cases["gevent alone"][0], cases["enable(slice=0.002)"][0]
+    assert alone["preemptions"] == 0 and cases["enable(slice=0.010)"][0]["preemptions"] > 0
+    assert small["preemptions"] > 0 and small["ticks"] > alone["ticks"], (alone, small)

@@ -19,6 +19,7 @@ timeouts and cancellations for N seconds, checked for anything lost. Run it by n
     python -m preempt.bench --only interrupt    # Ctrl-C latency per situation (interrupt.py)
     python -m preempt.bench --only http         # HTTP beside gevent/asyncio/threads (http/)
     python -m preempt.bench --only aio          # asyncio ticker: preempt.aio vs to_thread (aio.py)
+    python -m preempt.bench --only gevent       # gevent heartbeat: alone vs preempt.gevent.enable()
 
 The exit status is 1 when a soak found anything lost, duplicated, hung or failed.
 """
@@ -37,7 +38,7 @@ from typing import Any, Dict, List
 from ._stats import percentiles, table
 
 BENCHES = ("ticker", "native", "latency", "sleepers", "overhead", "suspend", "switch", "cancel")
-EXTRA = ("soak", "interrupt", "http", "aio")   # run only when named in --only
+EXTRA = ("soak", "interrupt", "http", "aio", "gevent")   # run only when named in --only
 SOAK_SECONDS = {"quick": 3.0, "default": 60.0, "full": 300.0}
 
 
@@ -194,7 +195,7 @@ def main(argv=None) -> int:
         print(f"preemption unavailable: {why}")
         return 1
     steps = {"ticker": 5, "native": 5, "latency": 0, "sleepers": 1, "overhead": 2, "suspend": 1, "switch": 1,
-             "soak": 1, "interrupt": 1, "cancel": 1, "http": 1, "aio": 1}
+             "soak": 1, "interrupt": 1, "cancel": 1, "http": 1, "aio": 1, "gevent": 1}
     prog = Progress(sum(steps[b] for b in only) or 1)
     results: Dict[str, Any] = {"machine": facts, "mode": "quick" if args.quick else "full" if args.full else "default"}
     tables: List[str] = []
@@ -273,6 +274,13 @@ def main(argv=None) -> int:
         prog.step("asyncio: a 1 ms ticker while CPU jobs run")
         results["aio"] = aio.measure(1 if args.quick else 5 if args.full else 3)
         tables.append(aio.report(results["aio"]))
+    if "gevent" in only:
+        from . import gevent_bridge
+
+        prog.step("gevent: a 1 ms heartbeat beside computing greenlets, with and without preemption")
+        results["gevent"] = gevent_bridge.measure(1 if args.quick else 5 if args.full else 3,
+                                                  50.0 if args.quick else gevent_bridge.JOB_MS)
+        tables.append(gevent_bridge.report(results["gevent"]))
     print()
     print("\n\n".join(tables))
     out = os.path.join(args.out, time.strftime("%Y%m%d-%H%M%S"))
