@@ -49,6 +49,13 @@ def test_quick_run_writes_every_benchmark_to_json(tmp_path):
                   "Overhead of preemption", "Memory:", "Suspension latency", "Switch costs"):
         assert title in p.stdout
     assert str(files[0].resolve()) in p.stdout
+    # one header line above the tables: command, date, CPython, machine
+    import platform
+
+    header = next(ln for ln in p.stdout.splitlines() if ln.startswith("Command: "))
+    assert header.startswith(f"Command: python -m preempt.bench --out {tmp_path} --quick | date: ")
+    assert f"| CPython {platform.python_version()} |" in header and " cores" in header
+    assert res["machine"]["command"] == header.split(" | ")[0][len("Command: "):]
     pngs = sorted(x.name for x in files[0].parent.glob("*.png"))
     try:
         import matplotlib  # noqa: F401

@@ -57,7 +57,18 @@ def _machine() -> Dict[str, Any]:
         affinity = []
     return {"cpu": cpu, "cores": os.cpu_count(), "affinity": affinity, "kernel": platform.release(),
             "python": platform.python_version(), "implementation": platform.python_implementation(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "date": time.strftime("%Y-%m-%d %H:%M %Z")}
+
+
+def _header(facts: Dict[str, Any]) -> str:
+    """The line above the tables: the command that printed them, when, on which CPython and
+    machine. Copy it with any table you quote."""
+    cores = f"{facts['cores']} cores"
+    if facts["affinity"] and len(facts["affinity"]) != facts["cores"]:
+        cores += f" ({len(facts['affinity'])} usable by this process)"
+    return (f"Command: {facts['command']} | date: {facts['date']} | "
+            f"{facts['implementation']} {facts['python']} | "
+            f"machine: {facts['cpu'] or platform.machine()}, {cores}, Linux {facts['kernel']}")
 
 
 class Progress:
@@ -189,6 +200,7 @@ def main(argv=None) -> int:
 
     ok, why = preempt.available()
     facts = _machine()
+    facts["command"] = " ".join(["python -m preempt.bench", *(sys.argv[1:] if argv is None else argv)])
     print(f"preempt {preempt.__version__} on {facts['implementation']} {facts['python']}, "
           f"{facts['cpu'] or platform.machine()}, {facts['cores']} cores, kernel {facts['kernel']}")
     if not ok:
@@ -281,6 +293,8 @@ def main(argv=None) -> int:
         results["gevent"] = gevent_bridge.measure(1 if args.quick else 5 if args.full else 3,
                                                   50.0 if args.quick else gevent_bridge.JOB_MS)
         tables.append(gevent_bridge.report(results["gevent"]))
+    print()
+    print(_header(facts))
     print()
     print("\n\n".join(tables))
     out = os.path.join(args.out, time.strftime("%Y%m%d-%H%M%S"))
