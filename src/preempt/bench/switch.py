@@ -16,9 +16,9 @@ The programs, each checking its answer:
   one-slot channel holding its state (its lock); the first waits on its own channel, the second
   completes the meeting, and both take the complement of the two colours. ``rounds`` meetings
   with 3 creatures, then with 10; µs per meeting.
-* prime sieve (Go's classic, also the Benchmarks Game's): a generator sends 2, 3, 4, … and each
-  prime found starts a filter goroutine that drops its multiples, all chained by unbuffered
-  channels; the first ``rounds // 100`` primes (1,000 by default). µs per channel hand-off
+* prime sieve (Go's classic concurrent sieve, from its documentation and tour): a generator
+  sends 2, 3, 4, … and each prime found starts a filter goroutine that drops its multiples, all
+  chained by unbuffered channels; the first ``rounds // 100`` primes (1,000 by default). µs per channel hand-off
   (:func:`sieve_handoffs` counts them; the same count divides Go's time).
 
 Fair to every side (the Go peer is ``go/switch.go``, GOMAXPROCS=1; gevent's are below):

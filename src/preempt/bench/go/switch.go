@@ -8,9 +8,9 @@
 //     goroutines, the runtime's free lists), then `repeat` times.
 //  2. The thread-ring's 503 members are started and parked on their channels before the clock
 //     starts, as switch.py does with preempt.sleep(0): the time is the hops', not the spawns'.
-//  3. The programs are the Benchmarks Game's: thread-ring (503 goroutines pass a token N times),
-//     chameneos-redux (creatures meet at a meeting place held in a one-slot channel, both
-//     complement their colours; N meetings with 3 creatures, then with 10), and the classic
+//  3. The programs are the Benchmarks Game's thread-ring (503 goroutines pass a token N times)
+//     and chameneos-redux (creatures meet at a meeting place held in a one-slot channel, both
+//     complement their colours; N meetings with 3 creatures, then with 10), and Go's classic
 //     concurrent prime sieve (a generator and one filter goroutine per prime found, chained by
 //     unbuffered channels). Each checks its answer, as switch.py's do.
 //
@@ -190,9 +190,9 @@ func sieveHandoffs(n int) int {
 	return total
 }
 
-// sieve: the classic concurrent prime sieve (the Go tour's and the Benchmarks Game's); µs per
-// channel hand-off. The generator and the filters are left parked at the end, as in the
-// original program.
+// sieve: Go's classic concurrent prime sieve; µs per channel hand-off. The generator and the
+// filters are left parked at the end, as in the original program (switch.py's are ended after
+// its clock stopped; Go cannot end a goroutine from outside).
 func sieve(n int) float64 {
 	t0 := time.Now()
 	ch := make(chan int)
@@ -249,14 +249,12 @@ func main() {
 	repeat := flag.Int("repeat", 7, "timed runs, after one warm-up run")
 	flag.Parse()
 	n := *rounds
-	out := map[string]float64{
-		"chan ping-pong round trip":        measure(*repeat, func() float64 { return pingpong(n) }),
-		"thread-ring hop (503 goroutines)": measure(*repeat, func() float64 { return threadRing(10 * n) }),
-		"chameneos-redux meeting (3, then 10 creatures)": measure(*repeat,
-			func() float64 { return chameneos(n) }),
-		"prime sieve hand-off": measure(*repeat, func() float64 { return sieve(sievePrimes(n)) }),
-		"spawn+join (one at a time)": measure(*repeat, func() float64 { return spawnJoin(n / 2) }),
-	}
+	out := map[string]float64{} // in switch.py's order: each program warms up just before its runs
+	out["chan ping-pong round trip"] = measure(*repeat, func() float64 { return pingpong(n) })
+	out["thread-ring hop (503 goroutines)"] = measure(*repeat, func() float64 { return threadRing(10 * n) })
+	out["chameneos-redux meeting (3, then 10 creatures)"] = measure(*repeat, func() float64 { return chameneos(n) })
+	out["prime sieve hand-off"] = measure(*repeat, func() float64 { return sieve(sievePrimes(n)) })
+	out["spawn+join (one at a time)"] = measure(*repeat, func() float64 { return spawnJoin(n / 2) })
 	json.NewEncoder(os.Stdout).Encode(out)
 }
 
