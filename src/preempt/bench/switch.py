@@ -399,7 +399,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=7)
     a = ap.parse_args()
-    print(report(measure(a.rounds, a.repeat)))
+    res = measure(a.rounds, a.repeat)
+    res["go"] = measure_go(a.rounds, a.repeat)
+    print(report(res))
 
 
 if __name__ == "__main__":
