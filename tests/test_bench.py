@@ -39,6 +39,7 @@ def test_quick_run_writes_every_benchmark_to_json(tmp_path):
     assert set(over) == {"off", "armed", "10 ms", "1 ms"}
     assert all(len(c["wall_s"]) == res["overhead"]["runs"] for c in over.values())
     assert all(r > 0 for r in res["overhead"]["ratio"].values())
+    assert set(res["overhead"]["cpu_ratio"]) == set(over)
     mem = res["memory"]
     assert mem["goroutines"] == 10_000 and mem["bytes_per_goroutine"] > 0
     assert mem["python"]["goroutines"] == 10_000 and mem["python"]["bytes_per_goroutine"] > 0

@@ -54,18 +54,19 @@ def _hog(n: int) -> int:
 
 def run_shared(n: int, slice_s: float, hogs: int = HOGS) -> Dict[str, Any]:
     """``hogs`` goroutines of ``n // hogs`` rounds each under ``slice_s``: the wall time of the
-    work and the preemptions and switches it took (``preempt.stats()``, read before run() ends)."""
+    work, the process's CPU time over it (sysmon's thread included), and the preemptions and
+    switches it took (``preempt.stats()``, read before run() ends)."""
     import preempt
 
     def main() -> Dict[str, Any]:
         before = preempt.stats()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         gs = [preempt.go(_hog, n // hogs, name=f"hog{i}") for i in range(hogs)]
         for g in gs:
             g.join()
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         st = preempt.stats()
-        return {"wall_s": wall,
+        return {"wall_s": wall, "cpu_s": cpu,
                 "sync": st["sync"]["count"] - before["sync"]["count"],
                 "async": st["async"]["count"] - before["async"]["count"],
                 "switches": st["switches"] - before["switches"]}
@@ -75,21 +76,23 @@ def run_shared(n: int, slice_s: float, hogs: int = HOGS) -> Dict[str, Any]:
 
 def measure_overhead(n: int = 20_000_000, runs: int = 5) -> Dict[str, Any]:
     """Every configuration of ``CONFIGS``, alternated, ``runs`` times: ``{"configs": {name:
-    {"slice_s", "wall_s": [...], "sync": [...], "async": [...], "switches": [...]}},
-    "ratio": {name: median / off's median}}``."""
+    {"slice_s", "wall_s": [...], "cpu_s": [...], "sync": [...], "async": [...], "switches":
+    [...]}}, "ratio": {name: median wall / off's}, "cpu_ratio": {name: median CPU / off's}}``."""
     run_shared(n // 10, 0.0)    # warm-up
     run_shared(n // 10, 0.010)
     out: Dict[str, Dict[str, Any]] = {
-        name: {"slice_s": sl, "wall_s": [], "sync": [], "async": [], "switches": []}
+        name: {"slice_s": sl, "wall_s": [], "cpu_s": [], "sync": [], "async": [], "switches": []}
         for name, sl in CONFIGS}
     for _ in range(runs):
         for name, sl in CONFIGS:
             r = run_shared(n, sl)
-            for k in ("wall_s", "sync", "async", "switches"):
+            for k in ("wall_s", "cpu_s", "sync", "async", "switches"):
                 out[name][k].append(r[k])
     base = statistics.median(out["off"]["wall_s"])
+    cbase = statistics.median(out["off"]["cpu_s"])
     return {"n": n, "hogs": HOGS, "runs": runs, "configs": out,
-            "ratio": {name: statistics.median(c["wall_s"]) / base for name, c in out.items()}}
+            "ratio": {name: statistics.median(c["wall_s"]) / base for name, c in out.items()},
+            "cpu_ratio": {name: statistics.median(c["cpu_s"]) / cbase for name, c in out.items()}}
 
 
 def _waiter(ch: Any) -> Any:
@@ -168,14 +171,16 @@ def report(over: Dict[str, Any], mem: Dict[str, Any]) -> str:
     for name, c in over["configs"].items():
         xs = c["wall_s"]
         rows.append([labels.get(name, name), statistics.median(xs) * 1e3, min(xs) * 1e3, max(xs) * 1e3,
-                     f"{over['ratio'][name]:.3f}", int(statistics.median(c["sync"])),
+                     f"{over['ratio'][name]:.3f}", statistics.median(c["cpu_s"]) * 1e3,
+                     f"{over['cpu_ratio'][name]:.3f}", int(statistics.median(c["sync"])),
                      int(statistics.median(c["async"])), int(statistics.median(c["switches"]))])
-    out = table(f"Overhead of preemption (ms of work; {over['hogs']} goroutines share the CPU, "
+    out = table(f"Overhead of preemption ({over['hogs']} goroutines share the CPU, "
                 f"{over['n']:,} Python loop rounds in all, {over['runs']} runs alternated)",
-                ["case", "median", "min", "max", "ratio", "sync preempt", "async preempt",
-                 "switches"], rows)
-    out += ("\n  preemptions and switches are the median run's counts (preempt.stats()); "
-            "ratio = median / off's median")
+                ["case", "wall ms", "min", "max", "ratio", "CPU ms", "CPU ratio", "sync preempt",
+                 "async preempt", "switches"], rows)
+    out += ("\n  wall: median, min, max; CPU: the process's CPU time (sysmon's thread included), "
+            "median; ratios: median / off's median;\n  preemptions and switches: medians of "
+            "the runs (preempt.stats())")
     if mem:
         go = mem.get("go", {})
         go_txt = (f"{go['bytes_per_goroutine']:.0f} bytes each" if "bytes_per_goroutine" in go
