@@ -185,7 +185,7 @@ def test_overhead_prices_preemptions_that_happened():
     assert "sync preempt" in text and "preempted, 10 ms slice" in text
 
 
-def test_switch_runs_the_benchmarks_game_programs_beside_go(tmp_path):
+def test_switch_runs_every_program_beside_go(tmp_path):
     import shutil
 
     from preempt.bench import switch
