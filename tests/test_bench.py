@@ -22,25 +22,41 @@ def test_quick_run_writes_every_benchmark_to_json(tmp_path):
     assert res["machine"]["python"] and res["mode"] == "quick"
     assert "soak" not in res, "the soak is not part of the default (or --quick) run"
     for work in ("ticker", "native"):
-        assert set(res[work]) == {"preempt", "asyncio", "gevent", "threading", "go"}
+        assert set(res[work]) == {"hog_s", "preempt", "asyncio", "gevent", "threading", "go"}
+        assert res[work]["hog_s"] > 0 and res[work]["hog_s"] == res["ticker"]["hog_s"]
         pre = res[work]["preempt"]
         assert pre["late_us"] and all(isinstance(x, float) for x in pre["late_us"])
         assert pre["walls"] and pre["walls"][0] > 0
+        for rt, r in res[work].items():      # every family reports the CPU its hogs used
+            if isinstance(r, dict) and "skipped" not in r:
+                assert len(r["cpu_per_hog"]) == len(r["walls"]) and r["cpu_per_hog"][0] > 0, (work, rt)
     assert res["native"]["preempt"]["path_latency"]["async_us"], "no async preemption measured"
     assert res["suspend"]["suspend: request -> parked (one-way)"]["n"] == 1000
     assert res["switch"]["chan ping-pong round trip"]["median"] > 0
     assert res["switch"]["thread-ring hop (503 goroutines)"]["median"] > 0
     assert res["sleepers"]["sleepers"] == 1000 and res["sleepers"]["beside"][0]["wakes"] > 0
-    assert res["overhead"]["ratio"] > 0 and len(res["overhead"]["on_s"]) == len(res["overhead"]["off_s"])
+    over = res["overhead"]["configs"]
+    assert set(over) == {"off", "armed", "10 ms", "1 ms"}
+    assert all(len(c["wall_s"]) == res["overhead"]["runs"] for c in over.values())
+    assert all(r > 0 for r in res["overhead"]["ratio"].values())
+    assert set(res["overhead"]["cpu_ratio"]) == set(over)
     mem = res["memory"]
     assert mem["goroutines"] == 10_000 and mem["bytes_per_goroutine"] > 0
     assert mem["python"]["goroutines"] == 10_000 and mem["python"]["bytes_per_goroutine"] > 0
     assert mem["go"].get("bytes_per_goroutine", 0) > 0 or "skipped" in mem["go"], mem["go"]
     # every table is printed, and the JSON path is named at the end
+    assert "CPU s/hog" in p.stdout and "each hog is sized to" in p.stdout
     for title in ("Ticker lateness", "Preemption latency per path", "Many sleeping goroutines",
                   "Overhead of preemption", "Memory:", "Suspension latency", "Switch costs"):
         assert title in p.stdout
     assert str(files[0].resolve()) in p.stdout
+    # one header line above the tables: command, date, CPython, machine
+    import platform
+
+    header = next(ln for ln in p.stdout.splitlines() if ln.startswith("Command: "))
+    assert header.startswith(f"Command: python -m preempt.bench --out {tmp_path} --quick | date: ")
+    assert f"| CPython {platform.python_version()} |" in header and " cores" in header
+    assert res["machine"]["command"] == header.split(" | ")[0][len("Command: "):]
     pngs = sorted(x.name for x in files[0].parent.glob("*.png"))
     try:
         import matplotlib  # noqa: F401
@@ -157,3 +173,71 @@ def test_memory_once_refuses_an_unknown_kind():
 
     with pytest.raises(ValueError, match="kind must be 'builtin' or 'python', not 'lambda'"):
         overhead.memory_once(10, "lambda")
+
+
+def test_overhead_prices_preemptions_that_happened():
+    # the on/off ratio is only the price of preemption when preemptions happened: the shared
+    # configurations take some, the baseline and the armed-but-never-due slice take none
+    from preempt.bench import overhead
+
+    res = overhead.measure_overhead(3_000_000, 1)
+    c = res["configs"]
+    assert c["10 ms"]["sync"][0] > 0 and c["1 ms"]["sync"][0] > c["10 ms"]["sync"][0], c
+    assert c["off"]["sync"][0] == c["armed"]["sync"][0] == 0, c
+    assert all(x["async"][0] == 0 for x in c.values()), c   # a Python loop: the eval breaker
+    text = overhead.report(res, {})
+    assert "sync preempt" in text and "preempted, 10 ms slice" in text
+
+
+def test_switch_runs_every_program_beside_go(tmp_path):
+    import shutil
+
+    from preempt.bench import switch
+
+    p = _bench(tmp_path, "--quick", "--only", "switch")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(next(tmp_path.glob("*/results.json")).read_text())["switch"]
+    ops = ("chan ping-pong round trip", switch.RING_OP, switch.CHAMENEOS_OP, switch.SIEVE_OP,
+           "spawn+join (one at a time)")
+    for op in ops:
+        assert res[op]["median"] > 0 and res[op]["runs"] == 2, (op, res.get(op))
+    assert "after one warm-up run" in p.stdout
+    if shutil.which("go"):
+        # go/switch.go runs every program preempt runs, under the same names: a ratio each
+        assert set(ops) <= set(res["go"]), res["go"]
+        for op in ops:
+            line = next(ln for ln in p.stdout.splitlines() if ln.startswith(op + " "))
+            assert line.rstrip().endswith("x"), line
+    else:
+        assert "go is not on PATH" in res["go"]["skipped"]
+
+
+def test_sieve_counts_its_handoffs_and_finds_the_primes():
+    import preempt
+    from preempt.bench import switch
+
+    # 2 goes to main (1); 3 through filter 2 to main (2); 4 dropped by filter 2 (1); 5 (3)
+    assert [switch.sieve_handoffs(n) for n in (1, 2, 3)] == [1, 3, 7]
+    assert switch.sieve_handoffs(1000) == 517_383
+    last = preempt.run(lambda: switch._sieve(25, preempt.Chan, preempt.go), slice=0)
+    assert last == 97
+    assert switch.chameneos(200) > 0     # checks that the meetings add up, none with itself
+
+
+def test_gevent_benchmark_reproduces_the_readme_rows(tmp_path):
+    import pytest
+
+    pytest.importorskip("gevent")
+    p = _bench(tmp_path, "--only", "gevent", "--quick", timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    res = json.loads(next(tmp_path.glob("*/results.json")).read_text())["gevent"]
+    cases = res["cases"]
+    assert list(cases) == ["gevent alone", "enable(slice=0.010)", "enable(slice=0.002)"], cases
+    for name in cases:
+        assert name in p.stdout
+    assert "heartbeat ticks" in p.stdout and "late p99" in p.stdout and "late max" in p.stdout
+    # behaviour, not speed: alone, nothing preempts the computing greenlets; enabled, they are
+    # preempted and the heartbeat ticks between them
+    alone, small = cases["gevent alone"][0], cases["enable(slice=0.002)"][0]
+    assert alone["preemptions"] == 0 and cases["enable(slice=0.010)"][0]["preemptions"] > 0
+    assert small["preemptions"] > 0 and small["ticks"] > alone["ticks"], (alone, small)

@@ -19,6 +19,7 @@ timeouts and cancellations for N seconds, checked for anything lost. Run it by n
     python -m preempt.bench --only interrupt    # Ctrl-C latency per situation (interrupt.py)
     python -m preempt.bench --only http         # HTTP beside gevent/asyncio/threads (http/)
     python -m preempt.bench --only aio          # asyncio ticker: preempt.aio vs to_thread (aio.py)
+    python -m preempt.bench --only gevent       # gevent heartbeat: alone vs preempt.gevent.enable()
 
 The exit status is 1 when a soak found anything lost, duplicated, hung or failed.
 """
@@ -37,7 +38,7 @@ from typing import Any, Dict, List
 from ._stats import percentiles, table
 
 BENCHES = ("ticker", "native", "latency", "sleepers", "overhead", "suspend", "switch", "cancel")
-EXTRA = ("soak", "interrupt", "http", "aio")   # run only when named in --only
+EXTRA = ("soak", "interrupt", "http", "aio", "gevent")   # run only when named in --only
 SOAK_SECONDS = {"quick": 3.0, "default": 60.0, "full": 300.0}
 
 
@@ -56,7 +57,18 @@ def _machine() -> Dict[str, Any]:
         affinity = []
     return {"cpu": cpu, "cores": os.cpu_count(), "affinity": affinity, "kernel": platform.release(),
             "python": platform.python_version(), "implementation": platform.python_implementation(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "date": time.strftime("%Y-%m-%d %H:%M %Z")}
+
+
+def _header(facts: Dict[str, Any]) -> str:
+    """The line above the tables: the command that printed them, when, on which CPython and
+    machine. Copy it with any table you quote."""
+    cores = f"{facts['cores']} cores"
+    if facts["affinity"] and len(facts["affinity"]) != facts["cores"]:
+        cores += f" ({len(facts['affinity'])} usable by this process)"
+    return (f"Command: {facts['command']} | date: {facts['date']} | "
+            f"{facts['implementation']} {facts['python']} | "
+            f"machine: {facts['cpu'] or platform.machine()}, {cores}, Linux {facts['kernel']}")
 
 
 class Progress:
@@ -74,14 +86,19 @@ class Progress:
               file=sys.stderr, flush=True)
 
 
-def _ticker_table(title: str, res: Dict[str, Any]) -> str:
+def _ticker_table(title: str, res: Dict[str, Any], hog_s: float = 0.0) -> str:
     rows: List[List[object]] = []
     notes: List[str] = []
     walls = {rt: statistics.median(r["walls"]) for rt, r in res.items() if "walls" in r}
+
+    def cpu(r: Dict[str, Any]) -> object:
+        xs = r.get("cpu_per_hog", [])
+        return f"{statistics.median(xs):.3f}" if xs else "-"
+
     base = walls.get("asyncio")
     for rt, r in res.items():
         if "skipped" in r:
-            rows.append([rt, "skipped", "-", "-", "-", "-", "-", "-"])
+            rows.append([rt, "skipped", "-", "-", "-", "-", "-", "-", "-"])
             notes.append(f"  {rt} skipped: {r['skipped']}")
             continue
         lat = r["late_us"]
@@ -89,36 +106,49 @@ def _ticker_table(title: str, res: Dict[str, Any]) -> str:
             p = percentiles(lat)
             spread = f"{min(r['p99s']):.0f}-{max(r['p99s']):.0f}"
             rows.append([rt, p["n"], p["p50"], p["p99"], spread, p["max"], walls[rt],
-                         f"{walls[rt] / base:.3f}" if base and rt != "go" else "-"])
+                         f"{walls[rt] / base:.3f}" if base and rt != "go" else "-", cpu(r)])
         else:
-            rows.append([rt, 0, "-", "-", "-", "-", walls[rt], "-"])
+            rows.append([rt, 0, "-", "-", "-", "-", walls[rt], "-", cpu(r)])
     runs = max((len(r.get("walls", [])) for r in res.values()), default=0)
     notes.append(f"  pooled over {runs} run(s); p99 spread = lowest-highest p99 of single runs; "
                  "asyncio and gevent never yield inside the hogs, so their ticker waits for all the work;")
-    notes.append("  go: GOMAXPROCS=1, hogs of native code sized to the same duration (work s is Go's own)")
+    notes.append("  go: GOMAXPROCS=1, hogs of native code (work s is Go's own)")
+    if hog_s:
+        notes.append(f"  each hog is sized to {hog_s:.3f} s alone: a Python hog's CPU time measured at "
+                     "start; native and Go hogs time their own loop at start and size themselves to it;")
+        notes.append("  CPU s/hog = the process's CPU time over the work / 4 (median run): the work each "
+                     "family really did")
     return table(title, ["runtime", "ticks", "p50 µs", "p99 µs", "p99 spread", "max µs", "work s",
-                         "wall/asyncio"], rows) + "\n" + "\n".join(notes)
+                         "wall/asyncio", "CPU s/hog"], rows) + "\n" + "\n".join(notes)
 
 
-def run_ticker(work: str, n: int, runs: int, prog: Progress) -> Dict[str, Any]:
+def run_ticker(work: str, n: int, runs: int, prog: Progress, hog_s: float) -> Dict[str, Any]:
+    """``hog_s``: the seconds every family's hog lasts alone (ticker.python_hog_seconds(n))."""
     from . import ticker
 
-    out: Dict[str, Any] = {}
+    out: Dict[str, Any] = {"hog_s": hog_s}
     for rt in ticker.RUNTIMES:
         prog.step(f"ticker ({work} hogs) on {rt}")
-        r: Dict[str, Any] = {"late_us": [], "walls": [], "p99s": [], "path_latency": {"sync_us": [], "async_us": []}}
+        r: Dict[str, Any] = {"late_us": [], "walls": [], "p99s": [], "cpu_per_hog": [],
+                             "path_latency": {"sync_us": [], "async_us": []}}
         for i in range(runs):
-            d = ticker.run_child(rt, n, work=work)
+            d = ticker.run_child(rt, n, work=work, hog_s=hog_s)
             if "skipped" in d:
                 r = {"skipped": d["skipped"]}
                 break
             r["late_us"] += d["late_us"]
             r["walls"].append(d["wall_s"])
+            r["cpu_per_hog"].append(d["cpu_per_hog_s"])
             r["p99s"].append(percentiles(d["late_us"])["p99"] if d["late_us"] else float("nan"))
             for k, v in d.get("path_latency", {}).items():
                 r["path_latency"][k] += v
         out[rt] = r
     return out
+
+
+def _runtimes(res: Dict[str, Any]) -> Dict[str, Any]:
+    """A ticker result's per-runtime entries (without its ``hog_s``)."""
+    return {k: v for k, v in res.items() if isinstance(v, dict)}
 
 
 def _latency_table(res: Dict[str, Any]) -> str:
@@ -170,24 +200,29 @@ def main(argv=None) -> int:
 
     ok, why = preempt.available()
     facts = _machine()
+    facts["command"] = " ".join(["python -m preempt.bench", *(sys.argv[1:] if argv is None else argv)])
     print(f"preempt {preempt.__version__} on {facts['implementation']} {facts['python']}, "
           f"{facts['cpu'] or platform.machine()}, {facts['cores']} cores, kernel {facts['kernel']}")
     if not ok:
         print(f"preemption unavailable: {why}")
         return 1
     steps = {"ticker": 5, "native": 5, "latency": 0, "sleepers": 1, "overhead": 2, "suspend": 1, "switch": 1,
-             "soak": 1, "interrupt": 1, "cancel": 1, "http": 1, "aio": 1}
+             "soak": 1, "interrupt": 1, "cancel": 1, "http": 1, "aio": 1, "gevent": 1}
     prog = Progress(sum(steps[b] for b in only) or 1)
     results: Dict[str, Any] = {"machine": facts, "mode": "quick" if args.quick else "full" if args.full else "default"}
     tables: List[str] = []
+    if "ticker" in only or "native" in only:
+        from . import ticker
+
+        hog_s = ticker.python_hog_seconds(hog_n)    # measured once: both tables' hogs match
     if "ticker" in only:
-        results["ticker"] = run_ticker("python", hog_n, runs, prog)
+        results["ticker"] = run_ticker("python", hog_n, runs, prog, hog_s)
         tables.append(_ticker_table("Ticker lateness, 1 ms sleeps under 4 CPU-bound Python tasks",
-                                    results["ticker"]))
+                                    _runtimes(results["ticker"]), results["ticker"]["hog_s"]))
     if "native" in only:
-        results["native"] = run_ticker("native", hog_n, runs, prog)
+        results["native"] = run_ticker("native", hog_n, runs, prog, hog_s)
         tables.append(_ticker_table("Ticker lateness, 1 ms sleeps under 4 native tasks (GIL released)",
-                                    results["native"]))
+                                    _runtimes(results["native"]), results["native"]["hog_s"]))
     if "latency" in only and ("ticker" in results or "native" in results):
         tables.append(_latency_table(results))
     if "sleepers" in only:
@@ -200,7 +235,8 @@ def main(argv=None) -> int:
         from . import overhead
 
         prog.step("overhead: the same work with preemption off and on")
-        results["overhead"] = overhead.measure_overhead(hog_n * 2, runs + 2)
+        # at least ~0.1 s of work, so that the 10 ms slice has something to preempt
+        results["overhead"] = overhead.measure_overhead(max(hog_n * 2, 3_000_000), runs + 2)
         prog.step("memory of parked goroutines")
         results["memory"] = overhead.measure_memory(10_000 if args.quick else 100_000)
         tables.append(overhead.report(results["overhead"], results["memory"]))
@@ -250,6 +286,15 @@ def main(argv=None) -> int:
         prog.step("asyncio: a 1 ms ticker while CPU jobs run")
         results["aio"] = aio.measure(1 if args.quick else 5 if args.full else 3)
         tables.append(aio.report(results["aio"]))
+    if "gevent" in only:
+        from . import gevent_bridge
+
+        prog.step("gevent: a 1 ms heartbeat beside computing greenlets, with and without preemption")
+        results["gevent"] = gevent_bridge.measure(1 if args.quick else 5 if args.full else 3,
+                                                  50.0 if args.quick else gevent_bridge.JOB_MS)
+        tables.append(gevent_bridge.report(results["gevent"]))
+    print()
+    print(_header(facts))
     print()
     print("\n\n".join(tables))
     out = os.path.join(args.out, time.strftime("%Y%m%d-%H%M%S"))

@@ -25,6 +25,8 @@ def write(results: Dict[str, Any], out: str) -> List[str]:
             continue
         fig, ax = plt.subplots(figsize=(7, 4.2))
         for rt, r in res.items():
+            if not isinstance(r, dict):     # "hog_s", the hogs' sized duration
+                continue
             xs = sorted(max(x, 0.1) for x in r.get("late_us", []))
             if not xs:
                 continue

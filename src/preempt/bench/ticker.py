@@ -10,8 +10,17 @@ The same shape runs on every runtime available:
 * ``asyncio``   coroutines: the hogs never await, so the ticker starves until they finish;
 * ``gevent``    greenlets: the same starvation (skipped when gevent is not installed);
 * ``threading`` OS threads: the GIL's 5 ms switch interval decides;
-* ``go``        Go 1.19 with GOMAXPROCS=1 (go/ticker.go), hogs sized to the same duration as the
-                native hogs; Go preempts after 10 ms (skipped when ``go`` is not installed).
+* ``go``        Go 1.19 with GOMAXPROCS=1 (go/ticker.go), hogs of native code sized to the same
+                duration; Go preempts after 10 ms (skipped when ``go`` is not installed).
+
+The hogs last as long in every family, by measurement, not by a constant: the parent times a
+short run of the Python hog at start (CPU time, best of three) and scales it to ``n`` rounds
+(:func:`python_hog_seconds`); the native hog (``pek_spin``) and Go's hog each time short runs
+of their own loop the same way in their process and size themselves to that duration. Every child reports the CPU time its hogs used
+(the process's CPU time over the work, per hog), and the table prints it beside the target, so a
+reader sees the families did the same amount of work. (The constant this replaced, 12e6 Python
+rounds a second, made the native and Go hogs last a third as long as the Python ones on a
+slower machine.)
 
 Each runtime runs in its own child interpreter (``python -m preempt.bench.ticker RUNTIME``), so
 that signal handlers, monkey-patching and thread pools never leak from one into another. The
@@ -37,27 +46,45 @@ def _hog(n: int) -> int:
     return x
 
 
-def _native_hog_fn():
-    """(fn, iterations-per-second) for the native hog: preempt._kernels.pek_spin, GIL released."""
+def _best_time(fn, arg: int, tries: int = 3) -> float:
+    """The shortest of ``tries`` timings of ``fn(arg)``, in this thread's CPU time: what the loop
+    costs, whatever else the machine runs at the time (a wall-clock timing on a busy machine
+    sized the hogs by the neighbours' load)."""
+    best = float("inf")
+    for _ in range(tries):
+        t0 = time.thread_time()
+        fn(arg)
+        best = min(best, time.thread_time() - t0)
+    return max(best, 1e-9)
+
+
+def python_hog_seconds(n: int) -> float:
+    """How long one Python hog of ``n`` rounds takes alone here: a short run, timed and scaled.
+    Every family's hog is sized to this duration."""
+    m = min(n, 1_000_000)
+    return _best_time(_hog, m) * n / m
+
+
+def _native_iters(seconds: float) -> int:
+    """The pek_spin iterations (native code, GIL released) that take ``seconds`` here."""
     from .. import _kernels  # type: ignore[attr-defined]
 
-    lib = _kernels.lib
-    t0 = time.perf_counter()
-    lib.pek_spin(2_000_000)
-    rate = 2_000_000 / max(time.perf_counter() - t0, 1e-6)
-    return lib.pek_spin, rate
+    m = 2_000_000
+    return max(1, int(m / _best_time(_kernels.lib.pek_spin, m) * seconds))
 
 
 _WORK = "python"     # set by the child's argv: "python" or "native"
+_HOG_S = 0.0         # set by the child's argv: the duration a hog is sized to (native work)
 
 
 def _work_fn(n: int):
-    """The hog each runtime runs: a pure-Python loop of n rounds, or the native kernel for as long."""
+    """The hog each runtime runs: a pure-Python loop of n rounds, or the native kernel for as
+    long (``_HOG_S``, which the parent measured for n Python rounds)."""
     if _WORK == "python":
         return _hog
-    spin, rate = _native_hog_fn()
-    # n Python rounds take about n / 12e6 s on this class of machine: keep the same duration
-    iters = int(rate * n / 12e6)
+    from .. import _kernels  # type: ignore[attr-defined]
+
+    spin, iters = _kernels.lib.pek_spin, _native_iters(_HOG_S)
     return lambda _n: spin(iters)
 
 
@@ -77,18 +104,17 @@ def _run_preempt(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
         from .. import _kernels  # type: ignore[attr-defined]
 
         kern = preempt.preemptible(_kernels.lib, reentrant=True)
-        spin, rate = _native_hog_fn()
-        iters = int(rate * n / 12e6)
+        iters = _native_iters(_HOG_S)
         hog = lambda _n: kern.pek_spin(iters)  # noqa: E731
 
     def main():
         stop = preempt.Event()
         tk = preempt.go(ticker, stop, name="ticker")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         gs = [preempt.go(hog, n, name=f"hog{i}") for i in range(hogs)]
         for g in gs:
             g.join()
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         st = preempt.stats()
         from .._runtime import _asynchook, _park
 
@@ -96,10 +122,11 @@ def _run_preempt(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
         lat = {"sync_us": list(getattr(mon, "latencies_us", [])), "async_us": list(_asynchook.latencies_us)}
         stop.set()
         tk.join()
-        return wall, st, lat
+        return wall, cpu, st, lat
 
-    wall, st, lat = preempt.run(main, slice=slice_s)
-    return {"late_us": late, "wall_s": wall, "stats": _jsonable(st), "path_latency": lat}
+    wall, cpu, st, lat = preempt.run(main, slice=slice_s)
+    return {"late_us": late, "wall_s": wall, "cpu_per_hog_s": cpu / hogs, "stats": _jsonable(st),
+            "path_latency": lat}
 
 
 def _jsonable(x):
@@ -132,14 +159,15 @@ def _run_asyncio(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
         stop = asyncio.Event()
         tk = asyncio.ensure_future(ticker(stop))
         await asyncio.sleep(0)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(hog() for _ in range(hogs)))
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         stop.set()
         await tk
-        return wall
+        return wall, cpu
 
-    return {"late_us": late, "wall_s": asyncio.run(main())}
+    wall, cpu = asyncio.run(main())
+    return {"late_us": late, "wall_s": wall, "cpu_per_hog_s": cpu / hogs}
 
 
 def _run_gevent(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
@@ -157,13 +185,13 @@ def _run_gevent(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
     stop = gevent.event.Event()
     tk = gevent.spawn(ticker, stop)
     gevent.sleep(0)
-    t0 = time.perf_counter()
     hog_fn = _work_fn(n)
+    t0, c0 = time.perf_counter(), time.process_time()
     gevent.joinall([gevent.spawn(hog_fn, n) for _ in range(hogs)])
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     stop.set()
     tk.join()
-    return {"late_us": late, "wall_s": wall}
+    return {"late_us": late, "wall_s": wall, "cpu_per_hog_s": cpu / hogs}
 
 
 def _run_threading(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
@@ -180,31 +208,35 @@ def _run_threading(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
 
     tk = threading.Thread(target=ticker)
     tk.start()
-    t0 = time.perf_counter()
     hog_fn = _work_fn(n)
+    t0, c0 = time.perf_counter(), time.process_time()
     ts = [threading.Thread(target=hog_fn, args=(n,)) for _ in range(hogs)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     stop.set()
     tk.join()
-    return {"late_us": late, "wall_s": wall}
+    return {"late_us": late, "wall_s": wall, "cpu_per_hog_s": cpu / hogs}
 
 
 def run_child(runtime: str, n: int, hogs: int = 4, slice_s: float = 0.010, work: str = "python",
-              timeout: float = 300) -> Dict[str, object]:
-    """Runs one runtime in a child interpreter. ``{"skipped": why}`` when it is unavailable."""
+              timeout: float = 300, hog_s: Optional[float] = None) -> Dict[str, object]:
+    """Runs one runtime in a child interpreter. ``{"skipped": why}`` when it is unavailable.
+    ``hog_s``: the seconds a native or Go hog is sized to (default: :func:`python_hog_seconds`)."""
+    if hog_s is None:
+        hog_s = python_hog_seconds(n)
     if runtime == "go":
         from . import _go
 
         try:
-            return _go.run("ticker", ["-hogs", str(hogs), "-hogms", str(n / 12e6 * 1e3)], timeout)
+            return _go.run("ticker", ["-hogs", str(hogs), "-hogms", str(hog_s * 1e3)], timeout)
         except _go.GoUnavailable as e:
             return {"skipped": str(e)}
     p = subprocess.run([sys.executable, "-m", "preempt.bench.ticker", runtime, str(n), str(hogs),
-                        str(slice_s), work], capture_output=True, text=True, timeout=timeout)
+                        str(slice_s), work, repr(hog_s)], capture_output=True, text=True,
+                       timeout=timeout)
     if p.returncode == 3:
         return {"skipped": p.stdout.strip() or p.stderr.strip()}
     if p.returncode != 0:
@@ -213,9 +245,10 @@ def run_child(runtime: str, n: int, hogs: int = 4, slice_s: float = 0.010, work:
 
 
 def _child(argv: List[str]) -> int:
-    global _WORK
+    global _WORK, _HOG_S
     runtime, n, hogs, slice_s = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
     _WORK = argv[4] if len(argv) > 4 else "python"
+    _HOG_S = float(argv[5]) if len(argv) > 5 else python_hog_seconds(n)
     if runtime not in RUNTIMES:
         print(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}", file=sys.stderr)
         return 2

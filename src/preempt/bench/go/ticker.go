@@ -1,18 +1,22 @@
 // ticker.go — the ticker-lateness benchmark's Go peer (preempt.bench.ticker's shape).
 //
 // One goroutine sleeps 1 ms in a loop and records how late each wake-up is, while `hogs`
-// goroutines each run a CPU-bound loop sized to take about `hogms` milliseconds. Run with
+// goroutines each run a CPU-bound loop sized to take `hogms` milliseconds: the loop's speed is
+// measured at start (the least CPU time of three short runs), as ticker.py measures its hogs'. Run with
 // GOMAXPROCS=1 so that, like preempt's one M, all goroutines share one OS thread: Go's sysmon
 // preempts a goroutine after 10 ms (forcePreemptNS), by signal when it has no safe-point.
 //
-// Prints one JSON object: {"late_us": [...], "wall_s": seconds of the hogs' work}.
+// Prints one JSON object: {"late_us": [...], "wall_s": seconds of the hogs' work,
+// "cpu_per_hog_s": the process's CPU time over the work, per hog}.
 package main
 
 import (
 	"encoding/json"
 	"flag"
+	"math"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -33,9 +37,14 @@ func main() {
 	hogms := flag.Float64("hogms", 250, "milliseconds of work per hog")
 	flag.Parse()
 
-	t0 := time.Now()
-	sink += spin(10_000_000)
-	perIter := float64(time.Since(t0).Nanoseconds()) / 10_000_000
+	const calib = 10_000_000
+	best := math.Inf(1) // CPU seconds: what the loop costs, whatever else the machine runs
+	for i := 0; i < 3; i++ {
+		c0 := cpuSeconds()
+		sink += spin(calib)
+		best = math.Min(best, cpuSeconds()-c0)
+	}
+	perIter := best * 1e9 / calib
 	n := int(*hogms * 1e6 / perIter)
 
 	var late []float64
@@ -55,7 +64,7 @@ func main() {
 		}
 	}()
 	time.Sleep(2 * time.Millisecond)
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuSeconds()
 	var wg sync.WaitGroup
 	for i := 0; i < *hogs; i++ {
 		wg.Add(1)
@@ -65,8 +74,18 @@ func main() {
 		}()
 	}
 	wg.Wait()
-	wall := time.Since(start).Seconds()
+	wall, cpu := time.Since(start).Seconds(), cpuSeconds()-cpu0
 	close(stop)
 	<-tickerDone
-	json.NewEncoder(os.Stdout).Encode(map[string]interface{}{"late_us": late, "wall_s": wall})
+	json.NewEncoder(os.Stdout).Encode(map[string]interface{}{"late_us": late, "wall_s": wall,
+		"cpu_per_hog_s": cpu / float64(*hogs)})
+}
+
+// cpuSeconds: the process's user and system CPU time so far.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
