@@ -62,7 +62,7 @@ print("OK")
 """
 
 
-@pytest.mark.parametrize("mode", ["run", "gevent"])
+@pytest.mark.parametrize("mode", ["run", "patch", "gevent"])
 def test_a_shared_queue_never_deadlocks(child, mode):
     if mode == "gevent":
         need_module("gevent")
@@ -123,6 +123,248 @@ print("OK")
 """
 
 
-@pytest.mark.parametrize("mode", ["run"])
+@pytest.mark.parametrize("mode", ["run", "patch"])
 def test_futures_and_logging_from_many_goroutines(child, mode):
     assert child(FUTURES_AND_LOGGING, mode, timeout=60).strip() == "OK"
+
+
+# Under patch(), a handler made after the patch has a goroutine-aware RLock: a goroutine that
+# parks inside emit() (here time.sleep; in life a green socket) keeps the others out of it
+# (_locks.py rule 6). With a real RLock every goroutine is "the same thread" and gets in.
+PARKING_HANDLER = """
+import logging, time
+import preempt
+preempt.patch()
+
+class TwoPart(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.out = []
+    def emit(self, record):
+        self.out.append(("begin", record.msg))
+        time.sleep(0.0005)               # parks with the handler's lock held
+        self.out.append(("end", record.msg))
+
+def main():
+    h, log = TwoPart(), logging.getLogger("parking")
+    log.propagate = False
+    log.addHandler(h)
+    def user(k):
+        for i in range(10):
+            log.warning("%d-%d" % (k, i))
+    for g in [preempt.go(user, k) for k in range(20)]:
+        g.join()
+    assert len(h.out) == 400, len(h.out)
+    for i in range(0, 400, 2):           # every record whole: begin and end of the same one
+        assert h.out[i][0] == "begin" and h.out[i + 1] == ("end", h.out[i][1]), h.out[i:i + 4]
+preempt.run(main)
+print("OK")
+"""
+
+
+def test_a_logging_handler_that_parks_keeps_other_goroutines_out_under_patch(child):
+    assert child(PARKING_HANDLER, timeout=60).strip() == "OK"
+
+
+# Under patch(), a goroutine waiting on a threading primitive parks: a ticker goroutine keeps
+# ticking meanwhile (_locks.py rule 1). The same objects still work with real threads.
+PRIMITIVES = """
+import threading, time
+import preempt
+preempt.patch()
+
+def ticking(fn):
+    box = {"n": 0, "stop": False}
+    def tick():
+        while not box["stop"]:
+            box["n"] += 1
+            preempt.sleep(0.001)
+    t = preempt.go(tick)
+    preempt.sleep(0.005)
+    n0 = box["n"]
+    out = fn()
+    n1 = box["n"]
+    box["stop"] = True
+    t.join()
+    return out, n1 - n0
+
+def holder(lock, hold, log, tag):
+    with lock:
+        log.append(tag + "+")
+        time.sleep(hold)                 # parks (patched), the lock held
+        log.append(tag + "-")
+
+def main():
+    # Lock: a second goroutine parks behind the holder, then gets the lock (rules 1-2)
+    lock, log = threading.Lock(), []
+    assert type(lock).__module__ == "preempt._locks"
+    a = preempt.go(holder, lock, 0.05, log, "a")
+    preempt.sleep(0.005)
+    (ok, ticks) = ticking(lambda: lock.acquire())
+    assert ok and ticks >= 1, ticks   # the M was free: the ticker ran
+    assert log == ["a+", "a-"], log
+    assert not lock.acquire(timeout=0.01) and not lock.acquire(False)
+    lock.release()
+    a.join()
+
+    # RLock: the owner is the goroutine, so a second goroutine is kept out (rule 6)
+    rl, log = threading.RLock(), []
+    def nested(tag):
+        with rl:
+            with rl:
+                log.append(tag + "+")
+                time.sleep(0.02)
+                log.append(tag + "-")
+    gs = [preempt.go(nested, t) for t in "abc"]
+    for g in gs:
+        g.join()
+    assert all(log[i][0] == log[i + 1][0] for i in range(0, 6, 2)), log
+    try:
+        rl.release()
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("released an RLock this goroutine does not own")
+
+    # Condition + Event + Semaphore between goroutines
+    cond, items = threading.Condition(), []
+    def consumer():
+        with cond:
+            while not items:
+                cond.wait()
+            return items.pop()
+    c = preempt.go(consumer)
+    def produce():
+        preempt.sleep(0.03)
+        with cond:
+            items.append(42)
+            cond.notify()
+    preempt.go(produce)
+    assert ticking(c.join)[0] == 42
+
+    ev = threading.Event()
+    def setter():
+        time.sleep(0.03)
+        ev.set()
+    preempt.go(setter)
+    (ok, ticks) = ticking(lambda: ev.wait(5))
+    assert ok and ticks >= 1, ticks   # the M was free: the ticker ran
+    assert not threading.Event().wait(0.01)
+
+    sem, inside, peak = threading.Semaphore(2), [0], [0]
+    def user():
+        with sem:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+            time.sleep(0.01)
+            inside[0] -= 1
+    for g in [preempt.go(user) for _ in range(6)]:
+        g.join()
+    assert peak[0] == 2, peak
+
+    # between a goroutine and real threads (the offload pool: preempt.blocking)
+    lock = threading.Lock()
+    lock.acquire()
+    def thread_takes():
+        with lock:                       # a real thread blocks for real until the G releases
+            return "thread got it"
+    g = preempt.go(preempt.blocking, thread_takes)
+    preempt.sleep(0.02)
+    assert not g.done()
+    lock.release()
+    assert g.join() == "thread got it"
+
+    ev, cond, box = threading.Event(), threading.Condition(), []
+    def thread_sets():
+        time.sleep(0.03)                 # the real sleep: this is a real thread
+        with cond:
+            box.append(1)
+            cond.notify_all()
+        ev.set()
+    t = threading.Thread(target=thread_sets)
+    t.start()
+    def wait_both():
+        with cond:
+            while not box:
+                cond.wait()
+        return ev.wait(5)
+    (ok, ticks) = ticking(wait_both)
+    assert ok and ticks >= 1, ticks   # the M was free: the ticker ran
+    t.join()
+
+    # a goroutine that blocks on a lock it holds itself times out, as a thread would
+    l2 = threading.Lock()
+    l2.acquire()
+    assert ticking(lambda: l2.acquire(timeout=0.03))[0] is False
+
+preempt.run(main)
+print("OK")
+"""
+
+
+def test_threading_primitives_park_goroutines_under_patch(child):
+    assert child(PRIMITIVES, timeout=60).strip() == "OK"
+
+
+# Issue 24's report: one requests.Session (and one urllib3.PoolManager) shared by 50 goroutines
+# against a loopback server while a goroutine computes. urllib3's pool is a LifoQueue.
+SHARED_SESSION = """
+import http.server, sys, threading
+ROUNDS, GS = 20, 50
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"        # keep-alive: connections go back to the pool
+    def do_GET(self):
+        body = (self.path * 50).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+
+# the server is made before the patch: real sockets and locks, in real threads
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+srv.daemon_threads = True
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+base = "http://127.0.0.1:%d" % srv.server_address[1]
+
+import preempt
+preempt.patch()
+import logging
+logging.getLogger("urllib3").setLevel(logging.ERROR)   # "pool is full, discarding" is expected
+import requests, urllib3
+
+def main():
+    session, pm = requests.Session(), urllib3.PoolManager(maxsize=10)
+    for r in range(ROUNDS):
+        stop = [False]
+        def spin():
+            x = 0
+            while not stop[0]:
+                x += 1
+        def get(k):
+            path = "/%d/%d" % (r, k)
+            if k % 2:
+                body = session.get(base + path, timeout=30).content
+            else:
+                body = pm.request("GET", base + path, timeout=30).data
+            assert body == (path * 50).encode(), (path, body[:80])
+            return k
+        sp = preempt.go(spin)
+        gs = [preempt.go(get, k) for k in range(GS)]
+        assert [g.join() for g in gs] == list(range(GS))
+        stop[0] = True
+        sp.join()
+    assert preempt.stats()["sync"]["count"] > 0, preempt.stats()   # preemption happened
+    session.close()
+    pm.clear()
+
+preempt.run(main, slice=0.0002)
+print("OK")
+"""
+
+
+def test_fifty_goroutines_share_one_requests_session(child):
+    need_module("requests")
+    assert child(SHARED_SESSION, timeout=90).strip() == "OK"
