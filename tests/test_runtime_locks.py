@@ -18,7 +18,7 @@ import queue, sys
 mode = sys.argv[1]
 ROUNDS, WORKERS, ITEMS = 20, 20, 300
 
-def rounds(spawn, join_all):
+def rounds(run_all):
     for r in range(ROUNDS):
         q = (queue.LifoQueue if r % 2 else queue.Queue)()
         got, stop = [], [False]
@@ -33,10 +33,7 @@ def rounds(spawn, join_all):
                     got.append(q.get_nowait())
                 except queue.Empty:
                     pass
-        spinner = spawn(spin)
-        join_all([spawn(worker, k) for k in range(WORKERS)])
-        stop[0] = True
-        join_all([spinner])
+        run_all(spin, stop, worker, WORKERS)
         while True:
             try:
                 got.append(q.get_nowait())
@@ -48,21 +45,40 @@ def rounds(spawn, join_all):
 if mode == "gevent":
     import gevent, preempt.gevent as pg
     pg.enable(slice=0.0002)
-    rounds(gevent.spawn, gevent.joinall)
+    def run_all(spin, stop, worker, n):
+        sp = gevent.spawn(spin)
+        gevent.joinall([gevent.spawn(worker, k) for k in range(n)])
+        stop[0] = True
+        sp.join()
+    rounds(run_all)
     assert pg.stats()["preemptions"] > 0
+elif mode == "aio":
+    import asyncio, preempt.aio as pa
+    async def one_round(spin, stop, worker, n):
+        sp = asyncio.ensure_future(pa.run(spin, slice=0.0002))
+        await asyncio.gather(*[pa.run(worker, k, slice=0.0002) for k in range(n)])
+        stop[0] = True
+        await sp
+    rounds(lambda *a: asyncio.run(one_round(*a)))
 else:
     import preempt
     if mode == "patch":
         preempt.patch()
+    def run_all(spin, stop, worker, n):
+        sp = preempt.go(spin)
+        for g in [preempt.go(worker, k) for k in range(n)]:
+            g.join()
+        stop[0] = True
+        sp.join()
     def main():
-        rounds(preempt.go, lambda gs: [g.join() for g in gs])
+        rounds(run_all)
         assert preempt.stats()["sync"]["count"] > 0, preempt.stats()   # preemption happened
     preempt.run(main, slice=0.0002)
 print("OK")
 """
 
 
-@pytest.mark.parametrize("mode", ["run", "patch", "gevent"])
+@pytest.mark.parametrize("mode", ["run", "patch", "gevent", "aio"])
 def test_a_shared_queue_never_deadlocks(child, mode):
     if mode == "gevent":
         need_module("gevent")
