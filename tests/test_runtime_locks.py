@@ -313,6 +313,38 @@ def main():
     l2.acquire()
     assert ticking(lambda: l2.acquire(timeout=0.03))[0] is False
 
+    # a waiter interrupted by a timeout scope leaves the FIFO; one whose wake-up was already
+    # claimed passes it on, so the next waiter still gets the lock (rule 4)
+    l3, order = threading.Lock(), []
+    l3.acquire()
+    def waits(tag):
+        with l3:
+            order.append(tag)
+    def cancelled():
+        try:
+            with preempt.timeout(0.02):
+                l3.acquire()
+            l3.release()                 # got it before its timeout
+        except preempt.Timeout:
+            order.append("timed out")
+    a, b = preempt.go(cancelled), preempt.go(waits, "b")
+    preempt.sleep(0.05)
+    assert order == ["timed out"], order
+    assert len(l3._waiters) == 1
+    c = preempt.go(cancelled)
+    preempt.sleep(0)
+    l3.release()                         # claims b's wake-up
+    b.join(), c.join()
+    assert order == ["timed out", "b"] and not l3.locked() and not l3._waiters, order
+    d, e = preempt.go(waits, "d"), preempt.go(waits, "e")
+    l3.acquire()                         # main holds it: d and e park
+    preempt.sleep(0.01)
+    l3._l.release()                      # a release on another thread: d's wake-up claimed,
+    l3._waiters.popleft()                # its delivery through the hub not run yet...
+    d.cancel()                           # ...when d is cancelled: e must get the lock
+    e.join()
+    assert order[-1] == "e" and not l3.locked() and not l3._waiters, order
+    assert d.cancelled()
 preempt.run(main)
 print("OK")
 """
