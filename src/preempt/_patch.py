@@ -43,8 +43,9 @@ executors that exist to run CPU or blocking work in parallel. Only the locks bec
 goroutine-aware, and they stay real locks between threads. Locks made before the patch stay
 real (rule 2): the runtime never preempts inside ``threading``, ``queue``, ``logging`` or
 ``concurrent.futures`` (``deny_preemption_in``), but a goroutine parked on I/O while it holds
-one still shuts the others out of it. Use ``preempt.blocking(fn)`` to wait for something a real
-thread does without a lock (``socketserver``'s ``shutdown()`` polls: call it as
+one still shuts the others out of it, and a goroutine that waits on one blocks the M. Wait on
+those through ``preempt.blocking(fn)`` (``socketserver``'s ``shutdown()`` waits on a
+``threading.Event`` the server made: for a server made before the patch, call
 ``preempt.blocking(server.shutdown)``).
 
 Where these run: ``patch``/``unpatch`` on any thread, before goroutines use what they change.
