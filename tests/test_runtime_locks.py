@@ -220,8 +220,20 @@ def main():
     assert ok and ticks >= 1, ticks   # the M was free: the ticker ran
     assert log == ["a+", "a-"], log
     assert not lock.acquire(timeout=0.01) and not lock.acquire(False)
+    for args, err in (((True, -2), ValueError), ((False, 1), ValueError),
+                      ((True, 1e12), OverflowError)):
+        try:
+            lock.acquire(*args)
+        except err:
+            pass
+        else:
+            raise AssertionError(args)
     lock.release()
     a.join()
+    a = preempt.go(holder, lock, 0.02, log, "a")
+    preempt.sleep(0.005)
+    assert lock.acquire(timeout=3e9)     # beyond the timers' range: waits for ever
+    lock.release()
 
     # RLock: the owner is the goroutine, so a second goroutine is kept out (rule 6)
     rl, log = threading.RLock(), []

@@ -77,6 +77,7 @@ from typing import Any, Optional, Tuple
 from greenlet import getcurrent
 
 from ._runtime import _park
+from ._runtime._timeouts import TIMEOUT_MAX
 from ._runtime._timers import add_timer
 
 __all__ = ["Lock", "RLock"]
@@ -157,7 +158,8 @@ class Lock:
                 raise ValueError("timeout value must be a non-negative number")
             if timeout > _TIMEOUT_MAX:
                 raise OverflowError("timeout value is too large")
-        return self._park_acquire(g, None if timeout == -1 else monotonic() + timeout)
+        forever = timeout == -1 or timeout > TIMEOUT_MAX    # ~68 years: the timers' range
+        return self._park_acquire(g, None if forever else monotonic() + timeout)
 
     def _park_acquire(self, g: Any, deadline: Optional[float]) -> bool:
         s = _park.sched
@@ -276,6 +278,9 @@ class RLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+    def locked(self) -> bool:
+        return self._block.locked()
 
     # the Condition protocol (threading.Condition uses these when the lock has them)
     def _is_owned(self) -> bool:
