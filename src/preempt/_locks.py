@@ -49,20 +49,29 @@ The rules of these locks:
 6. ``RLock``'s owner is the goroutine when a goroutine takes it, the thread otherwise: a second
    goroutine on the same M is kept out.
 
-Still not safe to share: locks made *before* ``patch()`` (module-level locks of libraries
-imported earlier, and ``logging``'s own module lock) stay real; rule 1 of the list above keeps
-them from being preempted, but a goroutine that parks on I/O while holding one (a
-``logging.Handler`` writing to a green socket) lets another goroutine into an ``RLock`` or blocks
-the M on a ``Lock``. Patch first, then import. ``queue.SimpleQueue`` objects made before the
-patch and C-level locks of extension modules stay real too. ``threading.local`` is per thread
-(use ``preempt.local``).
+Still not safe to share:
+
+- without ``patch()``, a ``threading.Lock`` of your own that a goroutine holds while it parks or
+  is preempted (use ``preempt.Mutex``, or patch before making it): nothing can switch the
+  waiter out of the real ``acquire()`` (``_runtime/_preempt.py`` rule 6 says why), so it stops
+  the M;
+- locks made *before* ``patch()`` (module-level locks of libraries imported earlier,
+  ``logging``'s own module lock): mechanism 1 keeps the stdlib from being preempted while it
+  holds one, but a goroutine that parks on I/O while holding one (a ``logging.Handler`` made
+  before the patch, writing to a green socket) lets another goroutine into an ``RLock`` or
+  blocks the M on a ``Lock``. Patch first, then import;
+- ``queue.SimpleQueue`` objects made before the patch and C-level locks of extension modules;
+- ``threading.local``, which is per thread (use ``preempt.local``).
 
 (An alternative was making ``Lock.acquire`` spin: try, ``gosched()``, try again. Rejected:
 ``Condition.wait`` blocks on a lock for as long as nobody notifies, so a spinning waiter burns
 the M and hides a real deadlock from the hub's detector; a parked waiter costs nothing. Another
 was the deny list alone, without patching: enough for code that never parks while holding a
 lock, but under ``patch()`` stdlib code does — ``logging.StreamHandler`` over a green socket,
-``Condition.wait`` in a goroutine — and those block the M on a real lock.)
+``Condition.wait`` in a goroutine — and those block the M on a real lock. A third was Go's own
+``m.locks``: count the real locks each goroutine holds and never preempt it while the count is
+non-zero. It needs a hook in every ``acquire``/``release``; ``_thread.lock`` has none, and a
+lock that has one can park its waiters instead, which also covers a holder that parks.)
 
 Where these run: any thread; the parking path only in a goroutine on its M.
 """

@@ -25,10 +25,12 @@ The hook defers (Go's "not at a safe point"; DESIGN.md §2.2, §3 invariant 2) w
    ``concurrent.futures`` (:data:`LOCK_MODULES`). The last two hold a real ``threading.Lock``
    in *their own* frames: ``Queue.put`` runs ``with self.not_full:`` and then ``self._put()``
    in module ``queue``, so denying ``threading`` alone let a G be preempted with the queue's
-   mutex held; the next G's ``put`` then blocked the M on that mutex inside
-   ``Condition.__enter__`` (a ``threading`` frame, so not even the SIGURG escalation could
-   switch it out) and the process hung (issue 24: a ``requests.Session`` shared by 50 Gs,
-   urllib3's pool is a ``LifoQueue``). The walk goes outward, so a subclass's ``_put`` in user
+   mutex held; the next G's ``put`` then blocked the M on that mutex and the process hung
+   (issue 24: a ``requests.Session`` shared by 50 Gs, urllib3's pool is a ``LifoQueue``).
+   Nothing switches a G out of a blocked ``Lock.acquire``: the SIGURG escalation does not
+   reach it (the handler is ``SA_RESTART``, so the kernel restarts the futex wait and CPython
+   never runs the hook; strace shows ``ERESTARTSYS``), and the G waits inside a deny-listed
+   ``threading`` frame anyway (``Condition.__enter__``). The walk goes outward, so a subclass's ``_put`` in user
    code is covered by the ``queue`` frame that called it. Extend the list with
    :func:`deny_preemption_in`. The bottom frame itself (the worker loop, ``_sched._worker_main``)
    is runtime code too when it is the interrupted frame *at a bytecode* (the synchronous
