@@ -14,8 +14,12 @@ pytestmark = pytest.mark.timeout(180)
 # Goroutines (or greenlets) put and get in tight loops on one shared Queue/LifoQueue while a
 # spinner computes, so preemption lands inside queue's own methods (with its mutex held).
 QUEUE_ROUNDS = """
-import queue, sys
+import sys
 mode = sys.argv[1]
+if mode == "gevent-monkey":              # gevent's locks: greenlets may switch inside queue
+    from gevent import monkey
+    monkey.patch_all()
+import queue
 ROUNDS, WORKERS, ITEMS = 20, 20, 300
 
 def rounds(run_all):
@@ -42,7 +46,7 @@ def rounds(run_all):
         want = sorted((k, i) for k in range(WORKERS) for i in range(ITEMS))
         assert sorted(got) == want, (r, len(got), len(want))   # each item exactly once
 
-if mode == "gevent":
+if mode.startswith("gevent"):
     import gevent, preempt.gevent as pg
     pg.enable(slice=0.0002)
     def run_all(spin, stop, worker, n):
@@ -78,9 +82,9 @@ print("OK")
 """
 
 
-@pytest.mark.parametrize("mode", ["run", "patch", "gevent", "aio"])
+@pytest.mark.parametrize("mode", ["run", "patch", "gevent", "gevent-monkey", "aio"])
 def test_a_shared_queue_never_deadlocks(child, mode):
-    if mode == "gevent":
+    if mode.startswith("gevent"):
         need_module("gevent")
     assert child(QUEUE_ROUNDS, mode, timeout=60).strip() == "OK"
 
