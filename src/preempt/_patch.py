@@ -19,6 +19,12 @@ What each switch does (every change is recorded and undone by :func:`unpatch`):
   ``DefaultSelector``) park a goroutine in ``select()``. The classes are changed in place, so
   a module that kept a reference to one at import (``socketserver._ServerSelector``) is
   covered too.
+- ``threading``: ``threading.Lock``, ``threading.RLock`` and ``threading._allocate_lock``
+  make ``preempt._locks`` locks, and ``queue.SimpleQueue`` is the stdlib's pure-Python one, so
+  every ``Condition``, ``Semaphore``, ``Event``, ``Barrier``, ``Queue`` and
+  ``concurrent.futures.Future`` made after the patch parks a goroutine that waits on it (a
+  thread still blocks on it for real): ``_locks.py`` says what is safe to share between
+  goroutines and why.
 
 Rules:
 
@@ -30,15 +36,17 @@ Rules:
 4. ``epoll`` objects are not patched (event loops own them: see the asyncio bridge);
    ``os.read``/``os.write`` on pipes and files are not either.
 
-Not patched: ``threading``. A goroutine that waits on a ``threading.Lock``, ``Event`` or
-``Condition`` blocks the M and every goroutine on it — which is why the runtime never preempts
-inside ``threading`` (``deny_preemption_in``). Turning ``threading`` into goroutines, as gevent
-does, would break what needs real threads: the offload pool that runs ``blocking()`` and DNS,
-the C monitor's thread registry, ``threading.local`` data of C libraries, and thread-pool
-executors that exist to run CPU or blocking work in parallel. Use ``preempt.Mutex``, ``Event``
-and ``WaitGroup`` between goroutines, and ``preempt.blocking(fn)`` to wait for something a
-real thread does (``socketserver``'s ``shutdown()`` waits on a ``threading.Event``: call it
-as ``preempt.blocking(server.shutdown)``).
+Not patched: ``threading.Thread`` and ``threading.local``. Turning threads into goroutines, as
+gevent does, would break what needs real threads: the offload pool that runs ``blocking()`` and
+DNS, the C monitor's thread registry, ``threading.local`` data of C libraries, and thread-pool
+executors that exist to run CPU or blocking work in parallel. Only the locks become
+goroutine-aware, and they stay real locks between threads. Locks made before the patch stay
+real (rule 2): the runtime never preempts inside ``threading``, ``queue``, ``logging`` or
+``concurrent.futures`` (``deny_preemption_in``), but a goroutine parked on I/O while it holds
+one still shuts the others out of it, and a goroutine that waits on one blocks the M. Wait on
+those through ``preempt.blocking(fn)`` (``socketserver``'s ``shutdown()`` waits on a
+``threading.Event`` the server made: for a server made before the patch, call
+``preempt.blocking(server.shutdown)``).
 
 Where these run: ``patch``/``unpatch`` on any thread, before goroutines use what they change.
 """
@@ -49,10 +57,13 @@ import select as _select
 import selectors as _selectors
 import socket as _socket_mod
 import ssl as _ssl_mod
+import queue as _queue_mod
+import threading as _threading_mod
 import time as _time_mod
 from time import monotonic as _monotonic
 from typing import Any, Dict, List, Optional, Tuple
 
+from . import _locks
 from . import socket as _psocket
 from .socket import _here
 
@@ -198,7 +209,7 @@ def _epoll_select(self: Any, timeout: Optional[float] = None) -> list:
 # -- patch / unpatch ----------------------------------------------------------------------------
 
 def patch(socket: bool = True, ssl: bool = True, time: bool = True, select: bool = True,
-          selectors: bool = True) -> None:
+          selectors: bool = True, threading: bool = True) -> None:
     """Makes stdlib blocking calls park goroutines (module docstring). Reversible.
 
     Args:
@@ -207,6 +218,8 @@ def patch(socket: bool = True, ssl: bool = True, time: bool = True, select: bool
         time: ``time.sleep`` parks.
         select: ``select.select`` and ``select.poll`` park.
         selectors: The selector classes park.
+        threading: Locks made by ``threading`` (so its conditions, semaphores and events, and
+            ``queue``) park a goroutine.
 
     Example::
 
@@ -243,6 +256,13 @@ def patch(socket: bool = True, ssl: bool = True, time: bool = True, select: bool
             _set(_selectors.PollSelector, "_selector_cls", _GreenPoll)
         if hasattr(_selectors, "SelectSelector"):
             _set(_selectors.SelectSelector, "_select", staticmethod(_green_select))
+    if threading and not _done.get("threading"):
+        _done["threading"] = True
+        _set(_threading_mod, "Lock", _locks.Lock)
+        _set(_threading_mod, "_allocate_lock", _locks.Lock)
+        _set(_threading_mod, "RLock", _locks.RLock)
+        if hasattr(_queue_mod, "_PySimpleQueue"):
+            _set(_queue_mod, "SimpleQueue", _queue_mod._PySimpleQueue)
 
 
 def unpatch() -> None:

@@ -14,9 +14,9 @@ Rules:
    once, so the loop's ready callbacks, I/O and the timers that fell due during a slice run
    before the next slice. Functions take turns in the order they became ready.
 2. The function is switched out only where preempt's goroutines would be (not in an import, a
-   ``logging``/``threading`` frame or a module given to ``preempt.deny_preemption_in``, not
-   inside ``with preempt.no_preempt():``); a request held back is taken at the next
-   safe-point after it.
+   ``logging``/``threading``/``queue``/``concurrent.futures`` frame or a module given to
+   ``preempt.deny_preemption_in``, not inside ``with preempt.no_preempt():``); a request held
+   back is taken at the next safe-point after it.
 3. Its result and exceptions come out of the ``await``. ``task.cancel()`` of the awaiting task
    raises ``preempt.Cancelled`` in the function at its next safe-point, also in a pure-Python
    loop; the task's ``CancelledError`` is raised once the function has unwound (its ``finally``

@@ -13,9 +13,11 @@ maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is pr
    call). The handler yields (``YIELD`` below: one preempted greenlet is released per loop
    iteration) unless the greenlet may not be switched there:
    - the hub itself, or a frame of gevent's own Python code on top (its internals);
-   - an import in progress; a frame of ``logging`` or ``threading`` anywhere on the stack,
-     unless gevent patched ``threading`` (unpatched, their locks are real thread locks, which
-     do not keep a second greenlet out); the modules given to ``preempt.deny_preemption_in``;
+   - an import in progress; a frame of ``logging``, ``threading``, ``queue`` or
+     ``concurrent.futures`` anywhere on the stack, unless gevent patched ``threading``
+     (unpatched, their locks are real thread locks: a greenlet switched out holding one makes
+     the next one block the whole thread on it, ``_runtime/_preempt.py`` rule 6); the modules
+     given to ``preempt.deny_preemption_in``;
    - inside ``with preempt.no_preempt():``;
    - on 3.10, an exception handler's first instruction (``_runtime/_preempt.py`` rule 7).
    A deferred request is not lost: sysmon re-sends it until the greenlet may be switched.
@@ -45,6 +47,9 @@ from typing import Any, Deque, Dict, List, Optional
 from greenlet import getcurrent, gettrace, settrace
 
 from ._bridge import SlotMonitor, held, positive_seconds
+from ._runtime._preempt import LOCK_MODULES
+
+_LOCK_TOPS = frozenset(m.split(".")[0] for m in LOCK_MODULES)
 
 # The yield: the preempted greenlet joins a FIFO, and one 1 us timer releases one greenlet of
 # it per loop iteration. gevent.sleep(0) only queues a callback: with several computing
@@ -171,7 +176,7 @@ def may_switch(g: Any, frame: Optional[FrameType], locks_green: bool) -> bool:
         k = _preempt._classify(f)
         if k == _preempt._DENIED or k == _preempt._RUNTIME:
             name = f.f_globals.get("__name__") or ""
-            if not (locks_green and (name.startswith("threading") or name.startswith("logging"))):
+            if not (locks_green and name.split(".")[0] in _LOCK_TOPS):
                 return False
         f = f.f_back
     return True

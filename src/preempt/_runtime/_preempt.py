@@ -21,7 +21,17 @@ The hook defers (Go's "not at a safe point"; DESIGN.md §2.2, §3 invariant 2) w
    deny-listed module: ``preempt`` itself (the runtime is never preempted mid-update),
    ``importlib._bootstrap*`` (module code being imported runs under these frames; the module
    locks are per thread, so a second G would see a half-initialised module), ``logging`` and
-   ``threading`` (their RLocks are per thread, so a second G would get in). Extend the list with
+   ``threading`` (their RLocks are per thread, so a second G would get in), ``queue`` and
+   ``concurrent.futures`` (:data:`LOCK_MODULES`). The last two hold a real ``threading.Lock``
+   in *their own* frames: ``Queue.put`` runs ``with self.not_full:`` and then ``self._put()``
+   in module ``queue``, so denying ``threading`` alone let a G be preempted with the queue's
+   mutex held; the next G's ``put`` then blocked the M on that mutex and the process hung
+   (issue 24: a ``requests.Session`` shared by 50 Gs, urllib3's pool is a ``LifoQueue``).
+   Nothing switches a G out of a blocked ``Lock.acquire``: the SIGURG escalation does not
+   reach it (the handler is ``SA_RESTART``, so the kernel restarts the futex wait and CPython
+   never runs the hook; strace shows ``ERESTARTSYS``), and the G waits inside a deny-listed
+   ``threading`` frame anyway (``Condition.__enter__``). The walk goes outward, so a subclass's ``_put`` in user
+   code is covered by the ``queue`` frame that called it. Extend the list with
    :func:`deny_preemption_in`. The bottom frame itself (the worker loop, ``_sched._worker_main``)
    is runtime code too when it is the interrupted frame *at a bytecode* (the synchronous
    path): its loop's back-edge runs between one G's end and the next G's start, outside the
@@ -89,8 +99,10 @@ except ImportError:  # pragma: no cover - every CPython has it
 _NEUTRAL, _RUNTIME, _DENIED, _BOTTOM, _TRANSPARENT = 0, 1, 2, 3, 4
 
 # Patterns: "name" matches the module and its submodules; "name*" matches any name starting so.
-_deny: List[str] = ["preempt", "importlib._bootstrap*", "_frozen_importlib*", "logging",
-                    "threading"]
+# The stdlib modules whose frames hold a real thread lock between their own bytecodes (rule 6).
+# The gevent bridge lets greenlets be switched there when gevent made those locks its own.
+LOCK_MODULES = ("logging", "threading", "queue", "concurrent.futures")
+_deny: List[str] = ["preempt", "importlib._bootstrap*", "_frozen_importlib*", *LOCK_MODULES]
 _kind: Dict[CodeType, int] = {}
 # Modules inside the preempt package that run user-style workloads, not runtime code.
 _USER_CODE_IN_PREEMPT = ("preempt.bench",)
