@@ -222,7 +222,9 @@ def test_time_sleep_select_poll_and_selectors_park(in_run, patched):
 
     took, n = in_run(main)
     assert took >= 0.39
-    assert n >= 100, f"the ticker ran {n} times in {took:.2f} s of waits: the M was blocked"
+    # a blocked M would let the ticker run at most once per wait (4); a parked one lets it run
+    # every ms (~400 on a quiet machine, 83 seen on a loaded one)
+    assert n >= 20, f"the ticker ran {n} times in {took:.2f} s of waits: the M was blocked"
 
 
 def test_patched_calls_outside_goroutines_are_the_originals(patched):
