@@ -131,8 +131,11 @@ def test_member_base_exception_gives_a_base_exception_group(in_run):
 def test_cancelling_the_owner_cancels_the_group():
     log = []
 
+    started = []
+
     def owner():
         def member():
+            started.append(1)
             try:
                 preempt.sleep(10)
             finally:
@@ -147,7 +150,10 @@ def test_cancelling_the_owner_cancels_the_group():
 
     def main():
         g = preempt.go(owner)
-        preempt.sleep(0.002)
+        # both members inside their try (a fixed 2 ms was not enough under load: CI on 3.13
+        # cancelled the owner before its members had started, and nothing had to be cleaned)
+        while len(started) < 2:
+            preempt.sleep(0.002)
         g.cancel("owner stop")
         with pytest.raises(preempt.Cancelled, match="owner stop"):
             g.join()
