@@ -357,3 +357,9 @@ int pe_thread_info(int32_t slot, uint32_t gen, pe_thread_info_t *out)
     out->last_latency_ns = atomic_load(&t->last_latency_ns);
     return pe_thread_lookup(slot, gen) ? PE_OK : PE_EXITED;
 }
+
+/* The calling thread's errno location (preempt.h). Any thread, for itself. */
+int *pe_errno_location(void)
+{
+    return &errno;
+}

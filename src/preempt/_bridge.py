@@ -95,6 +95,8 @@ class SlotMonitor:
         self.old_handler: Any = None
         self.active = False
         self.reports: List[Dict[str, Any]] = []
+        # the main thread's errno (``_runtime/_errno.py``): the bridge's switches keep it
+        self.errno_p: Any = [0]
 
     def start(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -107,6 +109,9 @@ class SlotMonitor:
             raise PreemptError(f"{self.what} cannot be used while preempt.run() runs: they "
                                "share the monitor thread (one or the other per process)")
         m = threads.current()
+        from ._runtime._errno import cell
+
+        self.errno_p = cell() or [0]
         self.old_handler = _signals.take_over(self.slot, self._on_slot)
         rc = self.lib.pe_sysmon_start(self.slot, max(1, int(self.slice * 1e9)), IO_SLICE_NS,
                                       m._slot, m._gen)
