@@ -25,7 +25,7 @@ errno is read and written at its address, not through a call: cffi puts its own 
 errno into errno before every call it makes (and ``ctypes.get_errno`` is ctypes' copy), so a
 getter called through either would read the copy. :func:`cell` asks the core once for the
 calling thread's errno location (``pe_errno_location``) — libc's ``__errno_location`` through
-ctypes where the core is not built — and returns a pointer whose ``[0]`` is errno, read and
+ctypes where the core is not available — and returns a pointer whose ``[0]`` is errno, read and
 written by one memory access. The location is per thread: call :func:`cell` on the thread whose
 errno it keeps.
 
@@ -45,12 +45,12 @@ from typing import Any
 def cell() -> Any:
     """The calling thread's errno as a pointer: ``p[0]`` reads it, ``p[0] = v`` writes it. None
     where neither the core nor libc gives its address (then errno is not kept)."""
+    from .. import _corelib
+
     try:
-        from .. import _core  # type: ignore[attr-defined]
-    except ImportError:
-        _core = None
-    if _core is not None:
-        return _core.lib.pe_errno_location()
+        return _corelib.core()[1].pe_errno_location()
+    except Exception:            # Unavailable (PREEMPT_FORCE_UNAVAILABLE, another platform)
+        pass
     try:
         import ctypes
 
