@@ -206,6 +206,7 @@ static void pe_atfork_child(void)
     pthread_mutex_init(&pe_reg_mu, NULL);
     pe_regions_atfork_child();
     pe_sysmon_atfork_child();
+    pe_wakeup_atfork_child();
     pe_thread_t *self = pthread_getspecific(pe_key);
     int32_t hw = atomic_load(&pe_threads_hw);
     for (int32_t i = 0; i < hw; i++) {

@@ -113,6 +113,7 @@ class SlotMonitor:
 
         self.errno_p = cell() or [0]
         self.old_handler = _signals.take_over(self.slot, self._on_slot)
+        _signals.route_wakeup()              # SLOT's bytes never reach the program's wakeup fd
         rc = self.lib.pe_sysmon_start(self.slot, max(1, int(self.slice * 1e9)), IO_SLICE_NS,
                                       m._slot, m._gen)
         if rc != self.lib.PE_OK:
@@ -143,6 +144,7 @@ class SlotMonitor:
 
     def _restore(self) -> None:
         _signals.give_back(self.slot, self.old_handler)   # drops a trip still pending
+        _signals.unroute_wakeup()
 
     def switched(self, running: bool, kick: bool = False) -> None:
         """A switch happened: sysmon's slice clock restarts; ``running``: preemptible code runs
