@@ -48,10 +48,9 @@ signal``) installs unrouted handlers; their exceptions land where CPython runs t
 that goroutine dies and re-raise it in main. Rejected: by then the innocent goroutine has been
 unwound and its work is lost.)
 
-Where these run: ``install``/``uninstall`` on the M in ``run()``; ``route_wakeup``/
-``unroute_wakeup`` on the main thread, where a monitor starts and stops; the routed handlers wherever
-CPython runs Python-level handlers (the M thread, any greenlet); ``take_over``/``give_back`` on
-the main thread, where a monitor starts and stops.
+Where these run: ``install``/``uninstall`` on the M in ``run()``; the routed handlers wherever
+CPython runs Python-level handlers (the M thread, any greenlet); ``take_over``/``give_back``
+and ``route_wakeup``/``unroute_wakeup`` on the main thread, where a monitor starts and stops.
 """
 
 from __future__ import annotations
@@ -248,9 +247,13 @@ def route_wakeup() -> None:
             lib.pe_wakeup_relay_skip(int(sig), 1)
     prev = _orig_set_wakeup_fd(-1)           # to learn it: CPython has no getter
     _orig_set_wakeup_fd(prev)
-    _wake_fd, _wake_warn = prev, True
     if prev != -1:
-        _relay_to(lib, prev)
+        try:
+            _relay_to(lib, prev)
+        except OSError:          # no fd or thread for the relay: run as before, bytes and all
+            _wake_routes -= 1
+            return
+    _wake_fd, _wake_warn = prev, True
     signal.set_wakeup_fd = _routed_set_wakeup_fd
 
 
