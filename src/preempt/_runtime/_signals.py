@@ -208,19 +208,38 @@ def _relay_to(lib: Any, fd: int) -> None:
     lib.pe_wakeup_relay_close_stale()
 
 
+def _accepts_wakeup_fd(fd: Any) -> bool:
+    """Whether the stdlib's set_wakeup_fd would take ``fd``, by its own checks (the main thread,
+    an int, -1 or an open non-blocking fd), asked without setting it. Main thread."""
+    if threading.current_thread() is not threading.main_thread() or not isinstance(fd, int):
+        return False
+    if fd == -1:
+        return True
+    try:
+        os.fstat(fd)
+        return not os.get_blocking(fd)
+    except (OSError, ValueError, OverflowError):
+        return False
+
+
 def _routed_set_wakeup_fd(fd: int, /, *, warn_on_full_buffer: bool = True) -> int:
     """``signal.set_wakeup_fd`` while a monitor runs: the program's fd gets its signals' bytes
     through the relay (rule 5). Returns the program's previous fd, as the stdlib's does."""
     global _wake_fd, _wake_warn
-    _orig_set_wakeup_fd(fd, warn_on_full_buffer=warn_on_full_buffer)   # the stdlib's checks
+    if not _accepts_wakeup_fd(fd):
+        # the stdlib's own error. Not called with a good fd: CPython would write it at once,
+        # and a trip of sysmon's before the relay took over would put a byte in it
+        _orig_set_wakeup_fd(fd, warn_on_full_buffer=warn_on_full_buffer)
     old = _wake_fd
     lib = _relay()
-    if lib is not None:
-        if fd == -1:
-            lib.pe_wakeup_relay_flush(_FLUSH_NS)
-            lib.pe_wakeup_relay_target(-1)
-        else:
-            _relay_to(lib, fd)
+    if lib is None:
+        _orig_set_wakeup_fd(fd, warn_on_full_buffer=warn_on_full_buffer)
+    elif fd == -1:
+        _orig_set_wakeup_fd(-1)
+        lib.pe_wakeup_relay_flush(_FLUSH_NS)
+        lib.pe_wakeup_relay_target(-1)
+    else:
+        _relay_to(lib, fd)
     _wake_fd, _wake_warn = fd, bool(warn_on_full_buffer)
     return old
 
@@ -245,7 +264,9 @@ def route_wakeup() -> None:
     for sig in _unrouted:
         if sig != signal.SIGURG:             # a SIGURG byte is the program's (pe_signal.c)
             lib.pe_wakeup_relay_skip(int(sig), 1)
-    prev = _orig_set_wakeup_fd(-1)           # to learn it: CPython has no getter
+    # to learn it, as CPython has no getter; sysmon does not run yet, so until the relay takes
+    # over below no trip of preempt's writes to it
+    prev = _orig_set_wakeup_fd(-1)
     _orig_set_wakeup_fd(prev)
     if prev != -1:
         try:
