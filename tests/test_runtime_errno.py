@@ -42,7 +42,8 @@ def main():
         elif mode == "park":
             ch.recv()                       # _park.park_checked, or pe_park in C
         elif mode == "sleep":
-            preempt.sleep(0.001)            # parked on a timer, through the hub
+            while n[0] == seen:             # parked on a timer, through the hub (a loaded
+                preempt.sleep(0.001)        # machine may wake it before the other one ran)
         elif mode == "preempt":
             while n[0] == seen:             # pure Python: runs on only once preempted
                 pass
