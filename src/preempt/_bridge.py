@@ -174,7 +174,12 @@ class SlotMonitor:
             self.consumed = seq
             sh.ack_seq = seq
             return
-        self.hook(seq, frame)
+        p = self.errno_p         # the greenlet's errno, kept from before the hook's code (a
+        saved = p[0]             # late ack's report reads source files): _errno.py rule 1
+        try:
+            self.hook(seq, frame)
+        finally:
+            p[0] = saved
 
     def _report(self, g: Any, frame: Optional[FrameType], late_ns: int) -> None:
         stack = "".join(traceback.format_stack(frame)) if frame is not None else ""

@@ -9,9 +9,13 @@ meanwhile let other goroutines run, whose failing syscalls set errno: the progra
 
 1. Every switch a goroutine makes to give up the CPU reads errno before it and writes it back
    when the goroutine is switched in again: ``_park.park_checked`` and ``_park._yield`` (every
-   park, gosched, and every preemption, sync and async, which end in ``_yield``), their C twin
-   (``pe_switch_to`` in ``csrc/pe_hot.c``, a plain C local), and the bridges' own switches
-   (``preempt.gevent``'s preemption, ``preempt.aio``'s preemption and ``wait()``).
+   park and gosched), their C twin (``pe_switch_to`` in ``csrc/pe_hot.c``, a plain C local),
+   and the bridges' own switches (``preempt.gevent``'s preemption, ``preempt.aio``'s
+   preemption and ``wait()``). A preemption keeps it from the first line of the runtime's
+   hook to its return (``_preempt._preempt_hook``, sync and async; ``_bridge.SlotMonitor``'s
+   handler): the hook's own code runs on the goroutine's errno before it switches, and some
+   of it writes errno — ``round()`` of a float sets it to 0 (the stuck-request records), a
+   late request's report reads source files. Seen: 1 preemption in ~300 under load lost it.
 2. The async trampoline keeps the interrupted native code's errno in C (``csrc/pe_async.c``);
    rule 1 keeps the errno of the Python code around it.
 3. A G that starts, or a worker greenlet given a new G, begins with whatever errno the M has:
