@@ -22,6 +22,7 @@ SOURCES = [
     "pe_python.c",
     "pe_pyoffsets.c",
     "pe_sysmon.c",
+    "pe_wakeup.c",
     "pe_trampoline_amd64.c",
     "pe_bench.c",
 ]

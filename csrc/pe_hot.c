@@ -27,6 +27,7 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -322,10 +323,13 @@ static inline __attribute__((always_inline)) PyObject *pe_next_or_hub(PyObject *
 
 /* target.switch() with nothing passed (a parked G ignores it, a worker reads s.cur); steals
  * the reference to target. The switch's result (new reference) or NULL when an exception was
- * thrown into this greenlet. GIL held. */
+ * thrown into this greenlet. Keeps the caller's errno: whatever the goroutines that ran
+ * meanwhile did to the M's errno, the caller finds its own (_runtime/_errno.py, rule 1). GIL
+ * held. */
 static inline __attribute__((always_inline)) PyObject *pe_switch_to(PyObject *target)
 {
     PyObject *r;
+    int saved_errno = errno;    /* a register or a plain slot: its address is never taken */
     if (pe_green_switch != NULL && PyObject_TypeCheck(target, PyDescr_TYPE(py_switch))) {
         r = pe_green_switch(target, pe_empty_tuple, NULL);
     } else {
@@ -333,7 +337,8 @@ static inline __attribute__((always_inline)) PyObject *pe_switch_to(PyObject *ta
         pe_switch_args[0] = target;
         r = PyObject_Vectorcall(py_switch, pe_switch_args, 1, NULL);
     }
-    Py_DECREF(target);
+    Py_DECREF(target);          /* may run a finaliser: errno is written back after it */
+    errno = saved_errno;
     return r;
 }
 

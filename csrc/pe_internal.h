@@ -157,6 +157,7 @@ PE_HIDDEN int pe_signal_send(int32_t tid);        /* signal-safe */
 /* pe_sysmon.c */
 PE_HIDDEN int pe_sysmon_on_signal(int32_t tid);   /* signal-safe */
 PE_HIDDEN void pe_sysmon_atfork_child(void);
+PE_HIDDEN void pe_wakeup_atfork_child(void);
 
 /* pe_async.c: goroutine preemption in native code, and the trampoline's C entry */
 typedef int (*pe_preempt_hook_t)(int32_t slot);

@@ -206,6 +206,7 @@ static void pe_atfork_child(void)
     pthread_mutex_init(&pe_reg_mu, NULL);
     pe_regions_atfork_child();
     pe_sysmon_atfork_child();
+    pe_wakeup_atfork_child();
     pe_thread_t *self = pthread_getspecific(pe_key);
     int32_t hw = atomic_load(&pe_threads_hw);
     for (int32_t i = 0; i < hw; i++) {
@@ -356,4 +357,10 @@ int pe_thread_info(int32_t slot, uint32_t gen, pe_thread_info_t *out)
     out->accepted = atomic_load_explicit(&t->accepted, memory_order_relaxed);
     out->last_latency_ns = atomic_load(&t->last_latency_ns);
     return pe_thread_lookup(slot, gen) ? PE_OK : PE_EXITED;
+}
+
+/* The calling thread's errno location (preempt.h). Any thread, for itself. */
+int *pe_errno_location(void)
+{
+    return &errno;
 }

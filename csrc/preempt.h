@@ -109,6 +109,20 @@ int pe_bench_signal_rtt(int32_t slot, uint32_t gen, int n, int64_t *out);
 void pe_debug_scramble_on_park(int on);
 /* The last suspension's request -> parked latency, or -1. Any thread. */
 int64_t pe_thread_last_latency_ns(int32_t slot, uint32_t gen);
+/* The wakeup-fd relay (pe_wakeup.c): CPython's wakeup fd is the pipe whose write end start()
+ * returns, and the relay copies to the program's fd (target) every byte but preempt's own
+ * signals' (skip). start/flush/close_stale: main thread; target/skip/copied: any thread. */
+int pe_wakeup_relay_start(void);
+void pe_wakeup_relay_target(int fd);
+void pe_wakeup_relay_skip(int signum, int on);
+int pe_wakeup_relay_flush(int64_t timeout_ns);
+uint64_t pe_wakeup_relay_copied(void);
+void pe_wakeup_relay_close_stale(void);
+/* The calling thread's errno, as an address: Python keeps a goroutine's errno across a switch
+ * by reading and writing it there (_runtime/_errno.py), not by calling a getter, because cffi
+ * puts its own saved copy into errno before every call it makes. Valid while the thread lives.
+ * Any thread, for itself. */
+int *pe_errno_location(void);
 
 /* Why sysmon made a request (pe_sysmon_shared_t.req_reason). */
 #define PE_REASON_SLICE  1

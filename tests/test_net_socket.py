@@ -396,3 +396,143 @@ def test_a_goroutine_and_an_offload_thread_share_a_socket(in_run):
         return got
 
     assert in_run(main) == b"ping"
+
+
+# -- side by side with the stdlib (rules 7-9): CPython's test_socket under patch() found these ---
+
+def _outcome(fn):
+    """What a call did, comparable between the stdlib and preempt: its result, or the type and
+    errno of what it raised."""
+    try:
+        return ("returned", fn())
+    except Exception as e:      # noqa: BLE001 - the exception is the result compared
+        return ("raised", type(e), getattr(e, "errno", None), str(e) if not
+                isinstance(e, OSError) or e.errno is None else None)
+
+
+def _side_by_side(scenario):
+    """Runs ``scenario(mod, later)`` with the stdlib's socket module outside run() (``later``
+    runs a function on a thread 0.2 s on) and with preempt.socket in a goroutine (``later``: a
+    goroutine 0.2 s on); returns both outcome lists. ``later`` also ends a call that parked
+    where the stdlib's would not have waited, so a difference shows as a different outcome,
+    never a hang."""
+    threads = []
+
+    def later_thread(fn):
+        t = threading.Timer(0.2, lambda: _outcome(fn))
+        t.start()
+        threads.append(t)
+
+    std = scenario(stdsocket, later_thread)
+    for t in threads:
+        t.join(5)
+
+    def later_goroutine(fn):
+        def go():
+            preempt.sleep(0.2)
+            _outcome(fn)
+
+        preempt.go(go)
+
+    box = {}
+
+    def main():
+        box["green"] = scenario(psocket, later_goroutine)
+        preempt.sleep(0.3)          # the helpers finish before run() ends
+
+    preempt.run(main)
+    return std, box["green"]
+
+
+def test_msg_dontwait_raises_at_once_like_the_stdlib():
+    def scenario(mod, later):
+        a, b = mod.socketpair()
+        later(lambda: b.send(b"late" * 4))
+        dw = mod.MSG_DONTWAIT
+        out = [_outcome(lambda: a.recv(4, dw)),
+               _outcome(lambda: a.recv_into(bytearray(4), 4, dw)),
+               _outcome(lambda: a.recvfrom(4, dw)),
+               _outcome(lambda: a.recvmsg(4, 0, dw))]
+        b.setblocking(False)
+        while True:              # fill b's buffer so that a send would block
+            try:
+                b.send(b"x" * 65536)
+            except BlockingIOError:
+                break
+        b.setblocking(True)
+        later(lambda: a.recv(1 << 22))
+        out.append(_outcome(lambda: b.send(b"y", dw)))
+        out.append(_outcome(lambda: b.sendall(b"y", dw)))
+        time.sleep(0.3) if mod is stdsocket else preempt.sleep(0.3)
+        a.close()
+        b.close()
+        return out
+
+    std, green = _side_by_side(scenario)
+    assert std[0][:2] == ("raised", BlockingIOError)
+    assert green == std
+
+
+def test_sock_nonblock_in_the_type_makes_a_nonblocking_socket_like_the_stdlib():
+    def scenario(mod, later):
+        s = mod.socket(mod.AF_INET, mod.SOCK_STREAM | mod.SOCK_NONBLOCK)
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        out = [s.gettimeout(), s.getblocking(), s.type]
+
+        def connect():
+            with mod.create_connection(("127.0.0.1", port)):
+                pass
+
+        later(connect)
+        out.append(_outcome(lambda: s.accept()[1][0]))
+        time.sleep(0.3) if mod is stdsocket else preempt.sleep(0.3)
+        s.close()
+        return out
+
+    std, green = _side_by_side(scenario)
+    assert std[:2] == [0.0, False] and std[3][:2] == ("raised", BlockingIOError)
+    assert green == std
+
+
+def test_a_port_out_of_range_is_overflow_error_like_the_stdlib():
+    def scenario(mod, later):
+        out = []
+        for addr in (("localhost", 70000), ("localhost", -1), ("127.0.0.1", 70000),
+                     ("localhost", "80")):
+            s = mod.socket(mod.AF_INET, mod.SOCK_STREAM)
+            out.append(_outcome(lambda: s.bind(addr)))
+            s.close()
+        return out
+
+    std, green = _side_by_side(scenario)
+    assert std[0][:2] == ("raised", OverflowError)
+    assert green == std
+
+
+def test_recvmsg_into_reads_a_generator_of_buffers_once_like_the_stdlib():
+    def scenario(mod, later):
+        a, b = mod.socketpair()
+        later(lambda: b.sendall(b"abcdefgh"))
+        bufs = [bytearray(3), bytearray(5)]
+        got = _outcome(lambda: a.recvmsg_into(x for x in bufs)[0])   # waits for the data
+        a.close()
+        b.close()
+        return [got, bytes(bufs[0]), bytes(bufs[1])]
+
+    std, green = _side_by_side(scenario)
+    assert std == [("returned", 8), b"abc", b"defgh"]
+    assert green == std
+
+
+def test_setblocking_on_a_closed_socket_raises_ebadf_like_the_stdlib():
+    def scenario(mod, later):
+        s = mod.socket(mod.AF_INET, mod.SOCK_STREAM)
+        s.close()
+        return [_outcome(lambda: s.setblocking(False)), _outcome(lambda: s.setblocking(True)),
+                _outcome(lambda: s.settimeout(1.0))]
+
+    std, green = _side_by_side(scenario)
+    assert std[0][:3] == ("raised", OSError, errno.EBADF)
+    assert green == std

@@ -357,3 +357,127 @@ def test_unrouted_handler_raising_inside_the_async_hook_reaches_that_goroutine(c
     # comes while the ticker runs Python, in the ticker (seen once in CI on 3.10).
     assert out.strip() in ("['hog got Boom']", "['main got Boom']",
                            "['ticker got Boom', 'hog finished normally']"), out
+
+
+# -- rule 5 of _signals.py: preempt's own signals never reach the program's wakeup fd ---------
+#
+# Issue 24: CPython writes a byte to the wakeup fd for every signal it trips, and sysmon trips
+# SLOT for every preemption request: 50 bytes/s under run(), 275/s under preempt.gevent.
+
+WAKEUP = """
+import os, signal, sys, time
+import preempt
+
+r, w = os.pipe()
+for fd in (r, w):
+    os.set_blocking(fd, False)
+got = []
+signal.signal(signal.SIGUSR1, lambda n, f: got.append(n))
+where = sys.argv[1]
+
+def drain():
+    try:
+        return os.read(r, 65536)
+    except BlockingIOError:
+        return b""
+
+def compute_and_signal(npreempt):
+    # a computing goroutine preempted many times, then one real signal of the program's
+    stop = [False]
+    def busy():
+        while not stop[0]:
+            pass
+    preempt.go(busy)
+    before = npreempt()
+    t_end = time.monotonic() + 5
+    while npreempt() - before < 20 and time.monotonic() < t_end:
+        pass                           # main computes too: both are preempted in turn
+    n = npreempt() - before
+    stop[0] = True
+    os.kill(os.getpid(), signal.SIGUSR1)
+    t_end = time.monotonic() + 5
+    while not got and time.monotonic() < t_end:
+        preempt.sleep(0.001)
+    preempt.sleep(0.05)                # the relay's copy is another thread's write
+    return n
+
+def npreempt():
+    return preempt.stats()["sync"]["count"]
+
+if where == "inside":                  # set_wakeup_fd inside run()
+    def main():
+        assert signal.set_wakeup_fd(w) == -1
+        n = compute_and_signal(npreempt)
+        assert signal.set_wakeup_fd(-1) == w      # the program reads back its own fd
+        print("preemptions", n)
+    preempt.run(main, slice=0.002)
+elif where == "before":                # set before run(), still the program's after it
+    signal.set_wakeup_fd(w)
+    def main():
+        print("preemptions", compute_and_signal(npreempt))
+    preempt.run(main, slice=0.002)
+    assert signal.set_wakeup_fd(-1) == w
+print("bytes", sorted(drain()), "handled", got)
+print("OK")
+"""
+
+
+@pytest.mark.parametrize("where", ["inside", "before"])
+def test_preemptions_write_nothing_to_the_programs_wakeup_fd(child, where):
+    import signal
+
+    out = child(textwrap.dedent(WAKEUP), where)
+    lines = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    assert int(lines["preemptions"]) >= 20, out
+    # exactly the program's own signal: no byte per preemption, and the real one still arrives
+    assert lines["bytes"] == f"[{int(signal.SIGUSR1)}] handled [{int(signal.SIGUSR1)}]", out
+
+
+WAKEUP_GEVENT = """
+import os, signal, time
+import gevent, preempt.gevent as pg
+
+r, w = os.pipe()
+for fd in (r, w):
+    os.set_blocking(fd, False)
+got = []
+signal.signal(signal.SIGUSR1, lambda n, f: got.append(n))
+pg.enable(slice=0.002)
+signal.set_wakeup_fd(w)
+
+def busy(t):
+    t_end = time.monotonic() + t
+    while time.monotonic() < t_end:
+        pass
+
+t_end = time.monotonic() + 5
+while pg.stats()["preemptions"] < 20 and time.monotonic() < t_end:
+    gevent.joinall([gevent.spawn(busy, 0.05) for _ in range(2)])
+os.kill(os.getpid(), signal.SIGUSR1)
+t_end = time.monotonic() + 5
+while not got and time.monotonic() < t_end:
+    gevent.sleep(0.001)
+time.sleep(0.05)
+n = pg.stats()["preemptions"]
+pg.disable()
+assert signal.set_wakeup_fd(-1) == w
+try:
+    data = os.read(r, 65536)
+except BlockingIOError:
+    data = b""
+print("preemptions", n)
+print("bytes", sorted(data), "handled", got)
+print("OK")
+"""
+
+
+def test_gevent_preemptions_write_nothing_to_the_programs_wakeup_fd(child):
+    import signal
+
+    from conftest import need_module
+
+    need_module("gevent")
+    out = child(textwrap.dedent(WAKEUP_GEVENT))
+    lines = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    assert int(lines["preemptions"]) >= 20, out
+    assert lines["bytes"] == f"[{int(signal.SIGUSR1)}] handled [{int(signal.SIGUSR1)}]", out

@@ -1,6 +1,7 @@
 """Runtime scenario for valgrind (scripts/valgrind-core): goroutines on small frame stacks
 (csrc/pe_gstack.c), spilling past them and back, raising through them, killed while parked; and
-the C hand-off path (csrc/pe_hot.c): ping-pong, buffered channels, select, close, misuse."""
+the C hand-off path (csrc/pe_hot.c): ping-pong, buffered channels, select, close, misuse; the
+wakeup-fd relay (csrc/pe_wakeup.c) and errno across a switch."""
 import sys
 
 import preempt
@@ -22,6 +23,45 @@ def boom(n):
     if n == 0:
         raise ValueError("deep")
     return boom(n - 1)
+
+
+def wakeup_relay_and_errno():
+    """The wakeup-fd relay (csrc/pe_wakeup.c) copies a real signal's byte; a goroutine's errno
+    survives a park in pe_hot.c (pe_switch_to) while another goroutine writes errno."""
+    import os
+    import signal
+    import time
+
+    from preempt._runtime._errno import cell
+
+    r, w = os.pipe()
+    for fd in (r, w):
+        os.set_blocking(fd, False)
+    got = []
+    signal.signal(signal.SIGUSR1, lambda n, f: got.append(n))
+    assert signal.set_wakeup_fd(w) == -1
+    os.kill(os.getpid(), signal.SIGUSR1)
+    data, t_end = b"", time.monotonic() + 20
+    while not (got and data) and time.monotonic() < t_end:
+        preempt.sleep(0.001)
+        try:
+            data += os.read(r, 16)
+        except BlockingIOError:
+            pass
+    assert got == [signal.SIGUSR1] and data == bytes([signal.SIGUSR1]), (got, data)
+    assert signal.set_wakeup_fd(-1) == w
+    os.close(r)
+    os.close(w)
+    e, ch = cell(), preempt.Chan()
+
+    def clobber():
+        e[0] = 22
+        ch.send(None)
+
+    preempt.go(clobber)
+    e[0] = 25
+    ch.recv()
+    assert e[0] == 25, e[0]
 
 
 def main():
@@ -59,6 +99,7 @@ def main():
         closed.send(1)
     except preempt.ChanClosed:
         pass
+    wakeup_relay_and_errno()
     for _ in range(50):
         preempt.go(preempt.Chan().recv)    # left parked: killed when main returns
     preempt.sleep(0.01)

@@ -95,6 +95,8 @@ class SlotMonitor:
         self.old_handler: Any = None
         self.active = False
         self.reports: List[Dict[str, Any]] = []
+        # the main thread's errno (``_runtime/_errno.py``): the bridge's switches keep it
+        self.errno_p: Any = [0]
 
     def start(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -107,7 +109,11 @@ class SlotMonitor:
             raise PreemptError(f"{self.what} cannot be used while preempt.run() runs: they "
                                "share the monitor thread (one or the other per process)")
         m = threads.current()
+        from ._runtime._errno import cell
+
+        self.errno_p = cell() or [0]
         self.old_handler = _signals.take_over(self.slot, self._on_slot)
+        _signals.route_wakeup()              # SLOT's bytes never reach the program's wakeup fd
         rc = self.lib.pe_sysmon_start(self.slot, max(1, int(self.slice * 1e9)), IO_SLICE_NS,
                                       m._slot, m._gen)
         if rc != self.lib.PE_OK:
@@ -138,6 +144,7 @@ class SlotMonitor:
 
     def _restore(self) -> None:
         _signals.give_back(self.slot, self.old_handler)   # drops a trip still pending
+        _signals.unroute_wakeup()
 
     def switched(self, running: bool, kick: bool = False) -> None:
         """A switch happened: sysmon's slice clock restarts; ``running``: preemptible code runs
@@ -167,7 +174,12 @@ class SlotMonitor:
             self.consumed = seq
             sh.ack_seq = seq
             return
-        self.hook(seq, frame)
+        p = self.errno_p         # the greenlet's errno, kept from before the hook's code (a
+        saved = p[0]             # late ack's report reads source files): _errno.py rule 1
+        try:
+            self.hook(seq, frame)
+        finally:
+            p[0] = saved
 
     def _report(self, g: Any, frame: Optional[FrameType], late_ns: int) -> None:
         stack = "".join(traceback.format_stack(frame)) if frame is not None else ""

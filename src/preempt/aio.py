@@ -28,6 +28,8 @@ Rules:
 5. The loop must run on the main thread (CPython runs signal handlers only there), and the
    monitor is shared with ``preempt.run()`` and ``preempt.gevent``: one at a time per process.
    It runs while functions are running and stops when the last one finishes.
+6. A function switched out (preempted, or parked in ``wait()``) gets its errno back when it
+   goes on (``_runtime/_errno.py``): C code that called it back reads errno after it returns.
 
 What it cannot do: preempt C code that holds the GIL (a long C-extension call runs to its end
 before the loop gets the thread back), or run two functions at the same instant (it is one
@@ -248,8 +250,11 @@ def wait(aw: Awaitable[Any]) -> Any:
             r.make_ready(job)
 
     fut.add_done_callback(done)
+    e_p = r.mon.errno_p
+    saved = e_p[0]
     try:
         r.loop_glet.switch(_PARKED)
+        e_p[0] = saved              # the function's errno, whatever the loop did (rule 6)
     except BaseException:
         parked[0] = False
         fut.cancel()
@@ -277,8 +282,11 @@ def _hook(seq: int, frame: Optional[FrameType]) -> None:
     r.npreempt += 1
     r.ready.append(job)
     r.reschedule()
+    e_p = r.mon.errno_p
+    saved = e_p[0]
     try:
         r.loop_glet.switch(_PREEMPTED)
+        e_p[0] = saved                   # the function's errno, whatever the loop did (rule 6)
     except BaseException as e:           # Cancelled (rule 3)
         g = job = None
         if _preempt.raise_later(frame, e):

@@ -29,6 +29,8 @@ maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is pr
    gevent's own monitor threshold) or more after it was made, something held the GIL or stayed
    in C code that long. The greenlet, the delay and its stack are kept (:func:`reports`) and
    written to stderr, like gevent's monitor thread does.
+5. A preempted greenlet gets its errno back when it goes on (``_runtime/_errno.py``): C code
+   that called it back (an OpenSSL password callback) reads errno after the callback returns.
 
 What it cannot do: preempt C code that holds the GIL (a C extension's long call, a regex), or
 greenlets on other threads (CPython runs signal handlers on the main thread only: ``enable()``
@@ -197,8 +199,11 @@ def _hook(seq: int, frame: Optional[FrameType]) -> None:
     w = st.gevent.hub.Waiter()
     st.queue.append(w)
     _arm(st)
+    e_p = st.mon.errno_p
+    saved = e_p[0]
     try:
         w.get()
+        e_p[0] = saved              # the greenlet's errno, whoever ran meanwhile (rule 5)
     except BaseException as e:                  # gevent.kill, gevent.Timeout: rule 3
         try:
             st.queue.remove(w)

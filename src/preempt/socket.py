@@ -36,6 +36,17 @@ Rules (tests refer to them by number):
 6. ``create_connection``, ``create_server``, ``socketpair``, ``fromfd`` and ``getfqdn`` are the
    stdlib's own functions, run with this module's ``socket`` class and resolver (their code
    object, our globals), so they match the running CPython's version exactly.
+7. ``MSG_DONTWAIT`` in a call's flags is the kernel's: on a socket without a timeout the call
+   raises ``BlockingIOError`` at once instead of parking, as the stdlib's does (with a timeout
+   the stdlib waits for readiness first, and so does this). ``SOCK_NONBLOCK`` in the type makes
+   the timeout 0.0, as the stdlib's constructor does.
+8. An iterable argument (``recvmsg_into``'s and ``sendmsg``'s buffers, ``sendmsg``'s ancdata)
+   is read once, into a list: a call that waits and retries sees the same items (a generator
+   would be exhausted by the first try, and the retry would read 0 bytes: a false EOF).
+9. The stdlib's argument checks and errors hold: a port out of 0-65535 in an address with a
+   host name is ``OverflowError`` (the C call checks the port as given, after the name is
+   resolved, as the stdlib's order is), never wrapped by the resolver; ``setblocking()`` on a
+   closed socket raises ``OSError(EBADF)``.
 
 Everything else (constants, exceptions, ``inet_aton`` ...) is re-exported from the stdlib.
 
@@ -159,16 +170,49 @@ def getnameinfo(sockaddr: tuple, flags: int) -> tuple:
     return _resolve(_socket.getnameinfo, sockaddr, flags)
 
 
+_MSG_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
+
+
+def _nowait(flags: Any) -> bool:
+    """Whether a call's ``flags`` hold MSG_DONTWAIT (rule 7); not an int: the C call says."""
+    return isinstance(flags, int) and bool(flags & _MSG_DONTWAIT)
+
+
+def _nowait_at(args: tuple, i: int) -> bool:
+    """:func:`_nowait` for the flags at ``args[i]``, when given."""
+    return len(args) > i and _nowait(args[i])
+
+
+def _once(items: Any) -> Any:
+    """An iterable argument (``recvmsg_into``'s buffers, ``sendmsg``'s) as a list, so that the
+    retry after a wait sees the same items (rule 8). Not iterable: as is, for the C call's own
+    TypeError."""
+    if isinstance(items, (list, tuple)):
+        return items
+    try:
+        it = iter(items)
+    except TypeError:
+        return items
+    return list(it)
+
+
 def _resolved(sock: "socket", address: Any) -> Any:
-    """``address`` with a host name resolved through :func:`getaddrinfo` (rule 3)."""
+    """``address`` with a host name resolved through :func:`getaddrinfo` (rule 3).
+
+    The port is handed on as given, not through getaddrinfo (which wraps 70000 to 4464): the C
+    call checks it as the stdlib's does, ``OverflowError`` out of 0-65535 (rule 9). A port that
+    is not an int leaves the address as it is: the C call raises the stdlib's TypeError before
+    it resolves anything."""
     if (sock.family in (_socket.AF_INET, _socket.AF_INET6) and isinstance(address, tuple)
             and len(address) >= 2 and not _is_numeric_host(address[0])):
         host, port = address[0], address[1]
-        infos = getaddrinfo(host, port, sock.family, sock.type, sock.proto)
+        if not isinstance(port, int):
+            return address
+        infos = getaddrinfo(host, 0, sock.family, sock.type, sock.proto)
         if not infos:
             raise _std.gaierror(_socket.EAI_NONAME, "Name or service not known")
         sa = infos[0][4]
-        return sa if len(address) == 2 else (sa[0], sa[1]) + tuple(address[2:])
+        return (sa[0], port) + tuple(sa[2:] if len(address) == 2 else address[2:])
     return address
 
 
@@ -183,7 +227,8 @@ class socket(_Base):
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: Optional[int] = None) -> None:
         super().__init__(family, type, proto, fileno)
-        self._ptimeout: Optional[float] = _std.getdefaulttimeout()
+        # what the C socket chose: the default timeout, or 0.0 for SOCK_NONBLOCK in ``type``
+        self._ptimeout: Optional[float] = _C.gettimeout(self)
         _C.settimeout(self, 0.0)
 
     # -- rule 1: the timeout the program sees ------------------------------------------------
@@ -198,6 +243,7 @@ class socket(_Base):
         return self._ptimeout
 
     def setblocking(self, flag: bool) -> None:
+        _C.setblocking(self, False)     # the stdlib's errors (EBADF once closed), fd unchanged
         self._ptimeout = None if flag else 0.0
 
     def getblocking(self) -> bool:
@@ -209,47 +255,52 @@ class socket(_Base):
 
     # -- the blocking calls ------------------------------------------------------------------
 
-    def _io(self, fn: Any, event: int, *args: Any) -> Any:
+    def _io(self, fn: Any, event: int, *args: Any, nowait: bool = False) -> Any:
         t = self._ptimeout
         deadline = None
         while True:
             try:
                 return fn(self, *args)
             except BlockingIOError:
-                if t == 0.0:
-                    raise
+                if t == 0.0 or (t is None and nowait):
+                    raise                # rule 7: the kernel's answer, as for a blocking fd
             if deadline is None and t is not None:
                 deadline = _monotonic() + t
             _wait(self.fileno(), event, deadline)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        return self._io(_C.recv, _READ, bufsize, flags)
+        return self._io(_C.recv, _READ, bufsize, flags, nowait=_nowait(flags))
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        return self._io(_C.recv_into, _READ, buffer, nbytes, flags)
+        return self._io(_C.recv_into, _READ, buffer, nbytes, flags, nowait=_nowait(flags))
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple:
-        return self._io(_C.recvfrom, _READ, bufsize, flags)
+        return self._io(_C.recvfrom, _READ, bufsize, flags, nowait=_nowait(flags))
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple:
-        return self._io(_C.recvfrom_into, _READ, buffer, nbytes, flags)
+        return self._io(_C.recvfrom_into, _READ, buffer, nbytes, flags, nowait=_nowait(flags))
 
     def recvmsg(self, *args: Any) -> tuple:
-        return self._io(_C.recvmsg, _READ, *args)
+        return self._io(_C.recvmsg, _READ, *args, nowait=_nowait_at(args, 2))
 
-    def recvmsg_into(self, *args: Any) -> tuple:
-        return self._io(_C.recvmsg_into, _READ, *args)
+    def recvmsg_into(self, buffers: Any, *args: Any) -> tuple:
+        # rule 8: a retry after a wait must see the same buffers, not an exhausted iterator
+        return self._io(_C.recvmsg_into, _READ, _once(buffers), *args,
+                        nowait=_nowait_at(args, 1))
 
     def send(self, data: Any, flags: int = 0) -> int:
-        return self._io(_C.send, _WRITE, data, flags)
+        return self._io(_C.send, _WRITE, data, flags, nowait=_nowait(flags))
 
     def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
         if address is None:
             return self._io(_C.sendto, _WRITE, data, _resolved(self, flags_or_address))
-        return self._io(_C.sendto, _WRITE, data, flags_or_address, _resolved(self, address))
+        return self._io(_C.sendto, _WRITE, data, flags_or_address, _resolved(self, address),
+                        nowait=_nowait(flags_or_address))
 
-    def sendmsg(self, *args: Any) -> int:
-        return self._io(_C.sendmsg, _WRITE, *args)
+    def sendmsg(self, buffers: Any, *args: Any) -> int:
+        if args:            # ancdata: an iterable too (rule 8)
+            args = (_once(args[0]),) + args[1:]
+        return self._io(_C.sendmsg, _WRITE, _once(buffers), *args, nowait=_nowait_at(args, 1))
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Sends all of ``data``; the timeout bounds the whole call (rule 1)."""
@@ -262,8 +313,8 @@ class socket(_Base):
                     off += _C.send(self, b[off:], flags)
                     continue
                 except BlockingIOError:
-                    if t == 0.0:
-                        raise
+                    if t == 0.0 or (t is None and _nowait(flags)):
+                        raise            # rule 7
                 _wait(self.fileno(), _WRITE, deadline)
 
     def accept(self) -> tuple:

@@ -34,6 +34,7 @@ Files, one concept each:
 - ``_asynchook.py`` the asynchronous-preemption hook the trampoline calls (native code).
 - ``_sysmon.py``  the monitor interface and its pure-Python (POSIX timer) fallback.
 - ``_csysmon.py`` the C monitor (csrc/pe_sysmon.c) behind that interface.
+- ``_errno.py``   the M's errno, kept across every switch (C code reads it after a callback).
 - ``_signals.py`` every Python-level signal handler: the program's, routed to main
                   (KeyboardInterrupt, SystemExit...), and the monitors' own (take_over/give_back).
 - ``_fork.py``    the at-fork handlers: the runtime goes on in a fork() child.

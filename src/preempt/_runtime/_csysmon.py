@@ -31,7 +31,7 @@ from collections import deque
 from typing import Any, Deque, List, Optional
 
 from .. import _corelib
-from . import _asynchook, _preempt, _signals
+from . import _asynchook, _park, _preempt, _signals
 from ._rules import IO_SLICE_NS
 from ._sysmon import NullMonitor
 
@@ -131,9 +131,18 @@ class CoreMonitor(NullMonitor):
         if rc != lib.PE_OK:   # not a slot: sysmon keeps making a request at every slice
             lib.pe_sysmon_watch_work(ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, -1)
 
+    def _kick(self) -> None:
+        """Wakes sysmon, keeping the M's errno: a goroutine (or a signal handler interrupting
+        one) is on its way here, and cffi puts its saved copy into errno around every call
+        (``_errno.py``). M."""
+        p = _park._errno_p
+        e = p[0]
+        self._lib.pe_sysmon_kick()
+        p[0] = e
+
     def want_hub(self) -> None:
         self.sh.want_hub = 1
-        self._lib.pe_sysmon_kick()
+        self._kick()
 
     def hub_done(self) -> None:
         self.sh.want_hub = 0
@@ -160,7 +169,7 @@ class CoreMonitor(NullMonitor):
             ns = 0
         self.sh.next_deadline_ns = ns
         if ns < self._published:
-            self._lib.pe_sysmon_kick()
+            self._kick()
         self._published = ns
 
     def req_seq(self) -> int:

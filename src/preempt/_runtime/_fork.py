@@ -58,6 +58,9 @@ and keeps every greenlet, and so do we. The handlers here are registered with
    and Ctrl-C included; measured on 3.13.0 without preempt too). The child handler points it at
    the forking thread, which CPython made the main thread (``pe_py_after_fork_child``), for
    every ``os.fork()`` after preempt is imported.
+8. The wakeup-fd relay (``csrc/pe_wakeup.c``, ``_signals.py`` rule 5) has no thread in the
+   child and shares its pipe with the parent's: while it relays, a new pipe and thread take
+   over, under ``run()`` or a bridge alike.
 
 What a user gets: a child that is a working copy of the parent's program. A child that should
 do one job and end calls ``os._exit()`` when done (the usual rule after fork), or returns from
@@ -92,7 +95,7 @@ import sys
 import threading
 from typing import Any, Callable, List
 
-from . import _park
+from . import _park, _signals
 
 _kept: List[Any] = []       # dropped schedulers of a dead M (rule 4), never freed
 _held: Any = None           # the lock _before took, released by the after handlers
@@ -129,8 +132,11 @@ def _after_in_child() -> None:
     """Child, on its only thread, right after fork(): rules 1-7."""
     _release()
     _repair_main_tstate()
+    if _for_preexec(sys._getframe(1)):
+        return
+    _step("the wakeup-fd relay", _signals.wakeup_after_fork_child)     # rule 8
     s = _park.sched
-    if s is None or _for_preexec(sys._getframe(1)):
+    if s is None:
         return
     if s.ident == threading.get_ident():
         _go_on(s)

@@ -32,6 +32,9 @@ checks that the goroutines run in the same order.
 
 :func:`set_sched` is the one place that sets (and clears) the running scheduler, for both paths.
 
+A G keeps its errno across every switch here: read before it gives up the CPU, written back
+when it has it again (``_errno.py``, rule 1; the C path does the same in ``pe_switch_to``).
+
 Where these run: on the M thread only, in a G (park, gosched, yield_preempted, exit_g) or in
 any context (ready). A call from another OS thread raises PreemptError (:func:`check_sched`).
 """
@@ -57,11 +60,20 @@ sched: Optional[Scheduler] = None
 # The C hand-off module (``preempt._hot``) once chan.py installed it, else None.
 _hot: Any = None
 
+# The M's errno, ``_errno_p[0]`` (``_errno.py``): every switch below keeps the G's (rule 1 there).
+# A plain list until set_sched() gets the M's errno cell: then nothing is kept, nothing breaks.
+_errno_p: Any = [0]
+
 
 def set_sched(s: Optional[Scheduler]) -> None:
     """Makes ``s`` (or None) the running scheduler, for the Python and the C path. M thread."""
-    global sched
+    global sched, _errno_p
     sched = s
+    if s is not None:
+        from ._errno import cell
+
+        p = cell()
+        _errno_p = p if p is not None else [0]
     if _hot is not None:
         _hot.set_sched(s)
 
@@ -135,8 +147,11 @@ def park_checked(s: Scheduler, g: Goroutine, reason: str, blocker: Any) -> None:
     g.wait_reason = reason
     g.blocker = blocker
     s.ticks[0] = tick = s.ticks[0] + 1
+    e = _errno_p
+    saved = e[0]
     # Nothing is passed: a parked G ignores the value, a new or reused worker reads s.cur.
     next_or_hub(s, None, tick).switch()
+    e[0] = saved                        # the G's errno, whoever ran meanwhile (_errno.py)
     exc = g.wake_exc
     if exc is not None:
         g.wake_exc = None
@@ -224,6 +239,8 @@ def _yield(s: Scheduler, g: Goroutine, front: bool, via_hub: bool) -> None:
     else:
         q.append(g)
     s.ticks[0] = tick = s.ticks[0] + 1
+    e = _errno_p
+    saved = e[0]
     if via_hub:
         s.cur = None
         s.hub.switch()
@@ -231,6 +248,7 @@ def _yield(s: Scheduler, g: Goroutine, front: bool, via_hub: bool) -> None:
         glet = next_or_hub(s, g, tick)
         if glet is not g.glet:          # g itself was next: it goes on, nothing to switch
             glet.switch()
+    e[0] = saved                        # the G's errno, whoever ran meanwhile (_errno.py)
     exc = g.wake_exc
     if exc is not None:
         g.wake_exc = None

@@ -251,38 +251,43 @@ def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None, *,
     s = _park.sched
     if s is None:
         return
-    mon = s.monitor
-    seq = mon.req_seq()
-    if seq <= s.consumed_seq:                       # rule 1
-        if s.hub_wanted:                            # no request, but a signal left hub work
-            _yield_for_hub(s, frame, native)
-        return
-    g = s.cur
-    if g is None or g.glet is not getcurrent() or not g.preemptible:   # rules 2, 3
+    p = _park._errno_p         # the G's errno, kept from here, before any runtime code:
+    saved = p[0]               # round() zeroes errno (ack's records; _errno.py rule 1)
+    try:
+        mon = s.monitor
+        seq = mon.req_seq()
+        if seq <= s.consumed_seq:                       # rule 1
+            if s.hub_wanted:                            # no request, but a signal left hub work
+                _yield_for_hub(s, frame, native)
+            return
+        g = s.cur
+        if g is None or g.glet is not getcurrent() or not g.preemptible:   # rules 2, 3
+            s.consumed_seq = seq
+            mon.ack(seq)
+            return
+        if frame is None:
+            frame = sys._getframe(1)
+        if not may_yield(g, frame, native):             # rules 4-7
+            g.preempt_pending = True                    # not consumed: a re-send re-checks
+            s.ndeferred += 1
+            return
+        # netpoll invariant 6: an I/O-woken G cut short by a timer or I/O request in its first
+        # turn keeps its place ahead of the preempted Gs (read before the ack: after it, sysmon
+        # may make the next request)
+        front = g.io_turn and mon.req_reason() != REASON_SLICE
+        g.io_turn = False
         s.consumed_seq = seq
         mon.ack(seq)
-        return
-    if frame is None:
-        frame = sys._getframe(1)
-    if not may_yield(g, frame, native):             # rules 4-7
-        g.preempt_pending = True                    # not consumed: a re-send re-checks
-        s.ndeferred += 1
-        return
-    # netpoll invariant 6: an I/O-woken G cut short by a timer or I/O request in its first
-    # turn keeps its place ahead of the preempted Gs (read before the ack: after it, sysmon
-    # may make the next request)
-    front = g.io_turn and mon.req_reason() != REASON_SLICE
-    g.io_turn = False
-    s.consumed_seq = seq
-    mon.ack(seq)
-    g.preempt_pending = False
-    try:
-        _park.yield_preempted(s, g, front)
-    except BaseException as e:       # an interrupt for the G (Cancelled, GreenletExit, ...)
-        g = None                     # the traceback keeps this frame: no exc -> G cycle
-        if not native and raise_later(frame, e):
-            return
-        raise                        # native: the async hook keeps it (rule 8)
+        g.preempt_pending = False
+        try:
+            _park.yield_preempted(s, g, front)
+        except BaseException as e:       # an interrupt for the G (Cancelled, GreenletExit, ...)
+            g = None                     # the traceback keeps this frame: no exc -> G cycle
+            if not native and raise_later(frame, e):
+                return
+            raise                        # native: the async hook keeps it (rule 8)
+    finally:
+        p[0] = saved
 
 
 def _yield_for_hub(s: Any, frame: Optional[FrameType], native: bool = False) -> None:

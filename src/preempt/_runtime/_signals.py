@@ -31,6 +31,15 @@ Rules:
    is lost; the README's rule). If main has finished — ``run()`` is shutting down — the
    exception ends the shutdown at once and ``run()`` raises it.
 4. When ``run()`` ends, the original handlers are put back, unwrapped.
+5. preempt's own signals never reach the program's wakeup fd (``signal.set_wakeup_fd``).
+   CPython writes a byte there for every signal it trips, sysmon's ``PyErr_SetInterruptEx(SLOT)``
+   included: a byte per preemption (50/s under ``run()``, 275/s under ``preempt.gevent``). While
+   a monitor runs (``run()``, a bridge) and the program has a wakeup fd, CPython's wakeup fd is
+   the C relay's pipe (``csrc/pe_wakeup.c``), which copies every other signal's byte to the
+   program's fd, in order. ``signal.set_wakeup_fd`` is wrapped meanwhile: the program sets and
+   gets its own fd, with the stdlib's checks and errors. When the monitor stops, the program's
+   fd is put back (for an fd set before the monitor started, with ``warn_on_full_buffer``
+   True: CPython offers no way to read the flag). Without the C core nothing is relayed.
 
 Code that bound ``signal.signal`` to a name before ``run()`` started (``from signal import
 signal``) installs unrouted handlers; their exceptions land where CPython runs them.
@@ -40,13 +49,15 @@ that goroutine dies and re-raise it in main. Rejected: by then the innocent goro
 unwound and its work is lost.)
 
 Where these run: ``install``/``uninstall`` on the M in ``run()``; the routed handlers wherever
-CPython runs Python-level handlers (the M thread, any greenlet); ``take_over``/``give_back`` on
-the main thread, where a monitor starts and stops.
+CPython runs Python-level handlers (the M thread, any greenlet); ``take_over``/``give_back``
+and ``route_wakeup``/``unroute_wakeup`` on the main thread, where a monitor starts and stops.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 from types import FrameType
 from typing import Any, Callable, Optional
 
@@ -166,6 +177,134 @@ def _drained(signum: int, frame: Optional[FrameType]) -> None:
     """The handler while :func:`give_back` puts the old one back: a pending trip is dropped."""
 
 
+# -- the program's wakeup fd (rule 5) ---------------------------------------------------------
+
+_orig_set_wakeup_fd = signal.set_wakeup_fd
+_wake_routes = 0         # monitors relaying now (run() and the bridges: one at a time)
+_wake_fd = -1            # the program's wakeup fd while relayed, or -1
+_wake_warn = True        # its warn_on_full_buffer
+_FLUSH_NS = 200_000_000  # how long unrouting waits for the relay to copy what it was given
+
+
+def _relay() -> Any:
+    """The C core's lib, for the relay; None without the core (nothing is relayed then)."""
+    try:
+        from .. import _corelib
+
+        return _corelib.core()[1]
+    except Exception:
+        return None
+
+
+def _relay_to(lib: Any, fd: int) -> None:
+    """CPython's wakeup fd becomes the relay's pipe, copying to the program's ``fd``. Main."""
+    w = lib.pe_wakeup_relay_start()
+    if w < 0:
+        raise OSError(-w, f"preempt: could not start the wakeup-fd relay ({os.strerror(-w)}); "
+                      "signal.set_wakeup_fd() needs a free fd and a thread")
+    lib.pe_wakeup_relay_flush(_FLUSH_NS)     # bytes for an earlier fd go there first
+    lib.pe_wakeup_relay_target(fd)
+    _orig_set_wakeup_fd(w, warn_on_full_buffer=False)
+    lib.pe_wakeup_relay_close_stale()
+
+
+def _accepts_wakeup_fd(fd: Any) -> bool:
+    """Whether the stdlib's set_wakeup_fd would take ``fd``, by its own checks (the main thread,
+    an int, -1 or an open non-blocking fd), asked without setting it. Main thread."""
+    if threading.current_thread() is not threading.main_thread() or not isinstance(fd, int):
+        return False
+    if fd == -1:
+        return True
+    try:
+        os.fstat(fd)
+        return not os.get_blocking(fd)
+    except (OSError, ValueError, OverflowError):
+        return False
+
+
+def _routed_set_wakeup_fd(fd: int, /, *, warn_on_full_buffer: bool = True) -> int:
+    """``signal.set_wakeup_fd`` while a monitor runs: the program's fd gets its signals' bytes
+    through the relay (rule 5). Returns the program's previous fd, as the stdlib's does."""
+    global _wake_fd, _wake_warn
+    if not _accepts_wakeup_fd(fd):
+        # the stdlib's own error. Not called with a good fd: CPython would write it at once,
+        # and a trip of sysmon's before the relay took over would put a byte in it
+        _orig_set_wakeup_fd(fd, warn_on_full_buffer=warn_on_full_buffer)
+    old = _wake_fd
+    lib = _relay()
+    if lib is None:
+        _orig_set_wakeup_fd(fd, warn_on_full_buffer=warn_on_full_buffer)
+    elif fd == -1:
+        _orig_set_wakeup_fd(-1)
+        lib.pe_wakeup_relay_flush(_FLUSH_NS)
+        lib.pe_wakeup_relay_target(-1)
+    else:
+        _relay_to(lib, fd)
+    _wake_fd, _wake_warn = fd, bool(warn_on_full_buffer)
+    return old
+
+
+_routed_set_wakeup_fd.__doc__ = ((signal.set_wakeup_fd.__doc__ or "")
+                                 + "\n\n(preempt: relayed without preempt's own signals while a "
+                                 "monitor runs.)")
+
+
+def route_wakeup() -> None:
+    """Rule 5, when a monitor starts: the program's wakeup fd, set now or later, gets no byte of
+    preempt's signals. Main thread (elsewhere there is no wakeup fd to keep)."""
+    global _wake_routes, _wake_fd, _wake_warn
+    if threading.current_thread() is not threading.main_thread():
+        return
+    lib = _relay()
+    if lib is None:
+        return
+    _wake_routes += 1
+    if _wake_routes > 1:
+        return
+    for sig in _unrouted:
+        if sig != signal.SIGURG:             # a SIGURG byte is the program's (pe_signal.c)
+            lib.pe_wakeup_relay_skip(int(sig), 1)
+    # to learn it, as CPython has no getter; sysmon does not run yet, so until the relay takes
+    # over below no trip of preempt's writes to it
+    prev = _orig_set_wakeup_fd(-1)
+    _orig_set_wakeup_fd(prev)
+    if prev != -1:
+        try:
+            _relay_to(lib, prev)
+        except OSError:          # no fd or thread for the relay: run as before, bytes and all
+            _wake_routes -= 1
+            return
+    _wake_fd, _wake_warn = prev, True
+    signal.set_wakeup_fd = _routed_set_wakeup_fd
+
+
+def unroute_wakeup() -> None:
+    """Rule 5, when the monitor has stopped: the program's fd is CPython's again, after the relay
+    copied what it had been given. Main thread."""
+    global _wake_routes, _wake_fd
+    if _wake_routes == 0 or threading.current_thread() is not threading.main_thread():
+        return
+    _wake_routes -= 1
+    if _wake_routes:
+        return
+    if signal.set_wakeup_fd is _routed_set_wakeup_fd:
+        signal.set_wakeup_fd = _orig_set_wakeup_fd
+    lib = _relay()
+    if _wake_fd != -1 and lib is not None:
+        _orig_set_wakeup_fd(_wake_fd, warn_on_full_buffer=_wake_warn)
+        lib.pe_wakeup_relay_flush(_FLUSH_NS)
+        lib.pe_wakeup_relay_target(-1)
+    _wake_fd = -1
+
+
+def wakeup_after_fork_child() -> None:
+    """fork() child: the relay's thread is gone and its pipe is the parent's; while relaying, a
+    new pipe and thread take over (pe_wakeup.c, rule 4). Child, main thread."""
+    lib = _relay()
+    if lib is not None and _wake_routes and _wake_fd != -1:
+        _relay_to(lib, _wake_fd)
+
+
 def install(s: Any) -> None:
     """Routes every installed Python handler and wraps ``signal.signal`` (rule 1). M thread."""
     if not s.is_main_thread:
@@ -185,12 +324,14 @@ def install(s: Any) -> None:
                 continue
     signal.signal = _routed_signal
     signal.getsignal = _routed_getsignal
+    route_wakeup()
 
 
 def uninstall(s: Any) -> None:
     """Puts the handlers back unwrapped and restores ``signal.signal`` (rule 4). M thread."""
     if not s.is_main_thread:
         return
+    unroute_wakeup()
     signal.signal = _orig_signal
     signal.getsignal = _orig_getsignal
     for sig in signal.valid_signals():
