@@ -26,6 +26,12 @@ Rules:
    pool at its next ``blocking()``. The M never waits on a lock a pool thread may hold: the
    result travels through plain attributes of the call record, not a ``Future``, so a fork at
    any moment leaves the child nothing to deadlock on.
+6. A call is outstanding (rule 2) from before ``submit()``, and the goroutine is readied only if
+   it parked for the call. Under :func:`preempt.patch` the pool's own locks park goroutines, so
+   ``submit()`` itself may park (``Thread.start()`` waits for the new thread); a call that
+   finished meanwhile used to count itself done before it was counted outstanding and ready
+   the goroutine out of that other wait, which then hung for ever or ended in a false
+   Deadlock. Now the completion is only recorded then, and the goroutine does not park.
 
 .. warning:: ``fn`` runs on another OS thread: it must not touch goroutine primitives (Chan,
    Mutex, ...), which raise PreemptError there.
@@ -55,7 +61,7 @@ class _Call:
     the completion); everything else on the M.
     """
 
-    __slots__ = ("s", "g", "pool", "done", "abandoned", "ran", "value", "exc")
+    __slots__ = ("s", "g", "pool", "done", "abandoned", "waiting", "ran", "value", "exc")
 
     def __init__(self, s: Any, g: Any, pool: "_Pool") -> None:
         self.s = s
@@ -63,6 +69,7 @@ class _Call:
         self.pool = pool
         self.done = False
         self.abandoned = False
+        self.waiting = False        # the goroutine parked for this call (rule 6)
         self.ran = False
         self.value: Any = None
         self.exc: Any = None
@@ -93,7 +100,8 @@ class _Call:
         self.done = True
         self.s.npoll -= 1
         self.pool.calls.discard(self)
-        _park.ready(self.g, True)
+        if self.waiting:                       # rule 6: never out of another wait
+            _park.ready(self.g, True)
 
 
 class _Pool(ThreadPoolExecutor):
@@ -147,10 +155,16 @@ def blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     s = _park.check_sched("preempt.blocking()")
     pool = _pool(s)
     call = _Call(s, s.cur, pool)
-    pool.submit(call.work, fn, args, kwargs)
-    pool.calls.add(call)
+    pool.calls.add(call)                       # rule 6: outstanding before submit() ...
     s.npoll += 1
-    _park.park("blocking", call)
+    try:
+        pool.submit(call.work, fn, args, kwargs)   # ... which may park under patch()
+    except BaseException:
+        call.cancel()
+        raise
+    if not call.done:
+        call.waiting = True
+        _park.park("blocking", call)
     exc = call.exc
     if exc is not None:
         call.exc = None
