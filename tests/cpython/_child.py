@@ -62,10 +62,12 @@ def make_result_class(unittest, module: str, test_timeout: float):
             super().__init__()
             self.sub_failed: set = set()
             self.t0 = 0.0
+            self.dumped = False
 
         def startTest(self, test) -> None:
             super().startTest(test)
             self.t0 = time.monotonic()
+            self.dumped = False
             # a hang kills this child (exit 1); the parent sees the start with no outcome
             faulthandler.dump_traceback_later(test_timeout, exit=True)
             emit(ev="start", id=short_id(test, module))
@@ -182,11 +184,41 @@ def main() -> int:
     box = {"ticks": 0, "stop": False, "stats": None}
 
     def ticker() -> None:
+        # also the hang reporter: faulthandler's dump at the deadline shows only the hub's
+        # stack, so 5 s before it the goroutines' own stacks go to stderr (preempt.dump())
+        dump_after = max(1.0, args.test_timeout - 5.0)
         while not box["stop"]:
             preempt.sleep(args.tick_ms / 1000.0)
             box["ticks"] += 1
+            if (result.t0 and not result.dumped
+                    and time.monotonic() - result.t0 > dump_after):
+                result.dumped = True
+                os.write(2, ("\n=== preempt.dump() of a test that is hanging ===\n"
+                             + preempt.dump()).encode())
+
+    def start_offload_pool() -> None:
+        # The offload pool (preempt.blocking(): the resolver's getaddrinfo runs there) starts
+        # its threads lazily and keeps them until run() ends (offload.py rule 1). Started in the
+        # middle of a test, they look like threads the test leaked to CPython's thread checks
+        # (threading_helper.wait_threads_exit, reap_threads: _thread._count() must come back),
+        # which then fail after 30 s. So the runtime's threads exist before the first test, as
+        # if the pool were started with run(): all of them, one blocking call each at once.
+        n = int(os.environ.get("PREEMPT_OFFLOAD_THREADS", "4"))
+        wg = preempt.WaitGroup()
+        wg.add(n)
+
+        def one() -> None:
+            try:
+                preempt.blocking(time.sleep, 0.05)   # the stdlib's sleep in a pool thread
+            finally:
+                wg.done()
+
+        for _ in range(n):
+            preempt.go(one)
+        wg.wait()
 
     def run_suite() -> None:
+        start_offload_pool()
         preempt.go(ticker, name="ticker")
         try:
             suite.run(result)

@@ -91,14 +91,14 @@ def run_mode(py: str, module: str, mode: str, work: Path, *, test_timeout: float
     hung: List[str] = []
     for attempt in range(1, 30):
         r.children = attempt
-        stem = work / f"{module}.{mode}{tag}.{attempt}"
-        out, log, skipf = (stem.with_suffix(".jsonl"), stem.with_suffix(".log"),
-                           stem.with_suffix(".skip"))
+        stem = f"{module}.{mode}{tag}.{attempt}"
+        out, log, skipf = work / f"{stem}.jsonl", work / f"{stem}.log", work / f"{stem}.skip"
+        out.unlink(missing_ok=True)
         skipf.write_text("".join(f"{t}\n" for t in list(r.outcomes) + hung))
         cmd = [py, str(CHILD), "--mode", mode, "--module", module, "--out", str(out),
                "--skip-file", str(skipf), "--test-timeout", str(test_timeout)]
         if only is not None:
-            onlyf = stem.with_suffix(".only")
+            onlyf = work / f"{stem}.only"
             onlyf.write_text("".join(f"{t}\n" for t in only))
             cmd += ["--only-file", str(onlyf)]
         left = module_timeout - (time.monotonic() - t0)
