@@ -12,7 +12,8 @@ per test:
    NEW failure (a test that fails or is skipped in the baseline says nothing about preempt).
 2. A new failure listed in ``expected_failures.txt`` (``module Class.test  # reason``) is
    expected; every entry says why: by design, or ``BUG:`` and the bug being fixed.
-3. A listed entry whose test passes now is STALE: the list must not outlive its reasons.
+3. A listed entry whose test passes now is STALE: the list must not outlive its reasons. Only
+   an entry marked ``BUG(flaky):`` (a race that fails most runs, not all) may pass.
 4. A module whose preempt run counted no preemption fails: the run proved nothing.
 5. A hang (no outcome within ``--test-timeout``) kills the child; the test is recorded as
    ``hang`` and a new child runs the module's remaining tests. ``--module-timeout`` bounds a
@@ -57,6 +58,7 @@ class ModeRun:
     outcomes: Dict[str, str] = field(default_factory=dict)
     details: Dict[str, str] = field(default_factory=dict)
     stats: Optional[dict] = None
+    skipped: str = ""                  # the whole module was skipped: why
     problems: List[str] = field(default_factory=list)   # import errors, hangs, timeouts
     secs: float = 0.0
     children: int = 0
@@ -84,11 +86,14 @@ def tail(path: Path, n: int = 3000) -> str:
 
 
 def run_mode(py: str, module: str, mode: str, work: Path, *, test_timeout: float,
-             module_timeout: float, only: Optional[List[str]] = None, tag: str = "") -> ModeRun:
-    """Runs ``module`` in ``mode`` until every test has an outcome (rule 5)."""
+             module_timeout: float, only: Optional[List[str]] = None, tag: str = "",
+             not_these: List[str] = ()) -> ModeRun:
+    """Runs ``module`` in ``mode`` until every test has an outcome (rule 5), but for
+    ``not_these`` (the tests that hung or crashed in the baseline: they cannot be new failures,
+    and each would cost a whole ``test_timeout`` again)."""
     r = ModeRun()
     t0 = time.monotonic()
-    hung: List[str] = []
+    hung: List[str] = list(not_these)
     for attempt in range(1, 30):
         r.children = attempt
         stem = f"{module}.{mode}{tag}.{attempt}"
@@ -125,6 +130,8 @@ def run_mode(py: str, module: str, mode: str, work: Path, *, test_timeout: float
                     r.details[ev["id"]] = ev["detail"]
                 if ev["id"] == current:
                     current = None
+            elif kind == "module_skipped":
+                r.skipped = ev["detail"]
             elif kind == "stats":
                 r.stats = ev
             elif kind == "import_error":
@@ -198,7 +205,7 @@ def compare(module: str, base: ModeRun, pre: ModeRun, expected: Dict[Tuple[str, 
         p = pre.outcomes.get(tid, "not run")
         e = expected.get((module, tid))
         if p in PASSED or p == "skip":
-            if e is not None and p in PASSED:
+            if e is not None and p in PASSED and not e.reason.startswith("BUG(flaky):"):
                 stale.append(tid)
             continue
         (listed if e is not None else new).append((tid, p))
@@ -231,7 +238,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     t_all = time.monotonic()
     for module in args.modules:
         base = run_mode(args.python, module, "plain", work, **kw)
-        pre = run_mode(args.python, module, "preempt", work, **kw)
+        pre = run_mode(args.python, module, "preempt", work, **kw,
+                       not_these=[t for t, o in base.outcomes.items() if o in ("hang", "crash")])
         cmp = compare(module, base, pre, exp)
         flaky = []
         if cmp["new"] and not args.no_rerun:
@@ -245,8 +253,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         st = pre.stats or {}
         npre = st.get("preemptions", 0)
         no_preemption = bool(pre.outcomes) and npre == 0
-        mod_bad = bool(cmp["new"] or cmp["stale"] or no_preemption or base.problems and
-                       not base.outcomes)
+        no_tests = not base.outcomes and not base.skipped
+        mod_bad = bool(cmp["new"] or cmp["stale"] or no_preemption or no_tests)
         bad |= mod_bad
         rows.append((module, len(base.outcomes),
                      f"{base.count(*PASSED)}/{base.count(*FAILED)}/{base.count('skip')}",
@@ -257,7 +265,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         report["modules"][module] = {
             "tests": len(base.outcomes), "base": base.outcomes, "preempt": pre.outcomes,
             "new": cmp["new"], "listed": cmp["listed"], "stale": cmp["stale"], "flaky": flaky,
-            "newly_skipped": cmp["newly_skipped"], "stats": st, "problems": base.problems +
+            "newly_skipped": cmp["newly_skipped"], "stats": st, "skipped": base.skipped,
+            "no_tests": no_tests, "problems": base.problems +
             pre.problems, "no_preemption": no_preemption, "secs": base.secs + pre.secs,
             "details": {t: pre.details.get(t, "") for t, _ in cmp["new"] + flaky}}
         print(f"--- {module}: {rows[-1][1]} tests, baseline {rows[-1][2]}, preempt {rows[-1][3]}"
@@ -271,6 +280,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"  listed {o}: {module} {tid}  # {exp[(module, tid)].reason}")
         for tid in cmp["stale"]:
             print(f"  STALE (listed, but passes now): {module} {tid}")
+        if base.skipped:
+            print(f"  SKIPPED MODULE (as python -m test skips it): {base.skipped}")
         if no_preemption:
             print(f"  NO PREEMPTION: the preempt run of {module} counted none (rule 4)")
         for p in base.problems + pre.problems:
