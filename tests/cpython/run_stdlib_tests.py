@@ -280,6 +280,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"  listed {o}: {module} {tid}  # {exp[(module, tid)].reason}")
         for tid in cmp["stale"]:
             print(f"  STALE (listed, but passes now): {module} {tid}")
+        for (m, tid), e in sorted(exp.items()):
+            if m == module and base.outcomes and tid not in base.outcomes:
+                print(f"  warning: listed but no such test here: {module} {tid} "
+                      f"(renamed? limit the entry with py=)")
         if base.skipped:
             print(f"  SKIPPED MODULE (as python -m test skips it): {base.skipped}")
         if no_preemption:
