@@ -222,8 +222,12 @@ def main() -> int:
         wg.wait()
 
     def run_suite() -> None:
-        preempt.go(ticker, name="ticker")   # first: its timer keeps the hub from calling the
-        start_offload_pool()                 # pool's thread start-up a deadlock (see the report)
+        # The ticker first: blocking() submits to the pool before it counts the call as pending
+        # I/O, and under patch() submit() itself may park (the pool's locks are green); a call
+        # that completes meanwhile is counted off early, and with nothing else pending the hub
+        # calls that a deadlock (BUG, reported with issue 24). The ticker's timer is pending.
+        preempt.go(ticker, name="ticker")
+        start_offload_pool()
         try:
             suite.run(result)
         finally:
