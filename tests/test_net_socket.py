@@ -536,3 +536,19 @@ def test_setblocking_on_a_closed_socket_raises_ebadf_like_the_stdlib():
     std, green = _side_by_side(scenario)
     assert std[0][:3] == ("raised", OSError, errno.EBADF)
     assert green == std
+
+
+def test_sendto_with_a_none_address_is_the_stdlibs_type_error():
+    # sendto(data, flags, None) was taken for sendto(data, address=flags): None was also the
+    # "not given" default (CPython's test_socket, testSendtoErrors, under patch())
+    def scenario(mod, later):
+        s = mod.socket(mod.AF_INET, mod.SOCK_DGRAM)
+        out = [_outcome(lambda: s.sendto(b"x", 0, None)), _outcome(lambda: s.sendto(b"x", None)),
+               _outcome(lambda: s.sendto(b"x", 0, ("127.0.0.1", 0), 5)),
+               _outcome(lambda: s.sendto(b"x"))]
+        s.close()
+        return [o[:2] for o in out] + [out[0]]
+
+    std, green = _side_by_side(scenario)
+    assert std[0] == ("raised", TypeError) and "NoneType" in std[-1][3], std
+    assert green == std

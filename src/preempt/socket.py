@@ -291,11 +291,16 @@ class socket(_Base):
     def send(self, data: Any, flags: int = 0) -> int:
         return self._io(_C.send, _WRITE, data, flags, nowait=_nowait(flags))
 
-    def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
-        if address is None:
-            return self._io(_C.sendto, _WRITE, data, _resolved(self, flags_or_address))
-        return self._io(_C.sendto, _WRITE, data, flags_or_address, _resolved(self, address),
-                        nowait=_nowait(flags_or_address))
+    def sendto(self, data: Any, *args: Any) -> int:
+        # sendto(data, address) or sendto(data, flags, address), told apart by the count as
+        # the stdlib does: sendto(b"x", 0, None) must get the stdlib's TypeError about None
+        if len(args) == 1:
+            return self._io(_C.sendto, _WRITE, data, _resolved(self, args[0]))
+        if len(args) != 2:
+            raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
+        flags, address = args
+        return self._io(_C.sendto, _WRITE, data, flags, _resolved(self, address),
+                        nowait=_nowait(flags))
 
     def sendmsg(self, buffers: Any, *args: Any) -> int:
         if args:            # ancdata: an iterable too (rule 8)
