@@ -21,6 +21,8 @@ maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is pr
    - inside ``with preempt.no_preempt():``;
    - on 3.10, an exception handler's first instruction (``_runtime/_preempt.py`` rule 7).
    A deferred request is not lost: sysmon re-sends it until the greenlet may be switched.
+   Nor is a greenlet switched inside ``os.fork()``'s at-fork handlers (``_bridge.py`` fork
+   rule 1: gevent promises that window is atomic).
 3. An exception gevent throws into the switched-out greenlet (``gevent.kill``, a
    ``gevent.Timeout``) comes out of the handler; on 3.11/3.12 it is re-raised at the next
    instruction, so ``try``/``finally`` around a loop still sees it (gh-108214, the same
@@ -29,6 +31,9 @@ maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is pr
    gevent's own monitor threshold) or more after it was made, something held the GIL or stayed
    in C code that long. The greenlet, the delay and its stack are kept (:func:`reports`) and
    written to stderr, like gevent's monitor thread does.
+
+In a fork child the bridge goes on: sysmon is restarted there (``_bridge.py`` fork rule 2),
+so the workers of a pre-fork server are preempted like the parent.
 
 What it cannot do: preempt C code that holds the GIL (a C extension's long call, a regex), or
 greenlets on other threads (CPython runs signal handlers on the main thread only: ``enable()``
