@@ -341,3 +341,24 @@ def test_a_fork_child_is_preempted_like_the_parent(child):
     parent, kid = map(int, child(FORK_CHILD_PREEMPTS).split())
     assert parent >= 5 and kid >= 5, (parent, kid)
 
+
+# gevent.py rule 2: no hub, nothing to switch to: the bridge does not make one (gevent's
+# test__threading: monkey.patch_all() must not create the hub).
+NO_HUB = """
+import sys, time
+if sys.argv[1] == "patch":
+    from gevent import monkey; monkey.patch_all()
+import gevent.hub
+import preempt.gevent as pg
+pg.enable(slice=0.001)
+t_end = time.monotonic() + 0.2             # two hundred slices in the main greenlet
+while time.monotonic() < t_end:
+    pass
+assert gevent.hub._get_hub() is None, "the bridge created gevent's hub"
+print("OK")
+"""
+
+
+@pytest.mark.parametrize("patch", ["nopatch", "patch"])
+def test_computing_without_greenlets_does_not_create_the_hub(child, patch):
+    assert child(NO_HUB, patch).strip() == "OK"

@@ -247,6 +247,12 @@ class SlotMonitor:
         if late >= self.report_after_ns:
             self._report(g, frame, late)
 
+    def decline(self, seq: int) -> None:
+        """The hook answers request ``seq`` without switching (nothing to switch to): sysmon
+        asks again a slice later, not every 100 us as for a request left unanswered."""
+        self.consumed = seq
+        self.sh.ack_seq = seq
+
     def _on_slot(self, signum: int, frame: Optional[FrameType]) -> None:
         sh = self.sh
         seq = sh.req_seq

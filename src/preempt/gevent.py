@@ -23,6 +23,9 @@ maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is pr
    A deferred request is not lost: sysmon re-sends it until the greenlet may be switched.
    Nor is a greenlet switched inside ``os.fork()``'s at-fork handlers (``_bridge.py`` fork
    rule 1: gevent promises that window is atomic).
+   Before gevent's hub exists nothing else can run (every gevent greenlet is made with the
+   hub): the request is answered without switching, and the hub is not made (gevent promises
+   ``monkey.patch_all()`` and its locks never create it; ``get_hub()`` would).
 3. An exception gevent throws into the switched-out greenlet (``gevent.kill``, a
    ``gevent.Timeout``) comes out of the handler; on 3.11/3.12 it is re-raised at the next
    instruction, so ``try``/``finally`` around a loop still sees it (gh-108214, the same
@@ -73,6 +76,11 @@ class _State:
 
         self.gevent = gevent
         self.Hub = gevent.hub.Hub
+        try:
+            from gevent._hub_local import get_hub_if_exists
+        except ImportError:                  # older gevent
+            get_hub_if_exists = gevent.hub._get_hub
+        self.hub_if_exists = get_hub_if_exists
         self.mon = SlotMonitor("preempt.gevent", slice_, _hook, report_after)
         self.queue: Deque[Any] = deque()     # Waiters of preempted greenlets, oldest first
         self.armed = False
@@ -193,6 +201,9 @@ def _hook(seq: int, frame: Optional[FrameType]) -> None:
     if st is None:
         return
     g = getcurrent()
+    if st.hub_if_exists() is None:              # no hub: nothing else can run (rule 2)
+        st.mon.decline(seq)
+        return
     if isinstance(g, st.Hub) or not may_switch(
             g, frame, st.gevent.monkey.is_module_patched("threading")):
         st.ndeferred += 1                       # not acked: sysmon sends it again
