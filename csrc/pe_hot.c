@@ -337,6 +337,75 @@ static inline __attribute__((always_inline)) PyObject *pe_switch_to(PyObject *ta
     return r;
 }
 
+/* asyncio.events' _get_running_loop/_set_running_loop once asyncio is imported, else NULL
+ * (looked up in sys.modules at each park until then). Strong references. */
+static PyObject *str_asyncio_events, *pe_get_running_loop, *pe_set_running_loop;
+#if PY_VERSION_HEX < 0x030C0000
+static PyObject *pe_exc_type, *pe_exc_value, *pe_exc_tb;   /* GIL held: around one call */
+#endif
+
+/* _park.loop_away(): the running G's asyncio running loop, cleared (new reference), or NULL —
+ * with no exception when it has none, with one on error. Its G, GIL held. */
+static inline __attribute__((always_inline)) PyObject *pe_loop_away(void)
+{
+    if (pe_get_running_loop == NULL) {
+        PyObject *ev = PyDict_GetItemWithError(PyImport_GetModuleDict(), str_asyncio_events);
+        if (ev == NULL)
+            return NULL;                         /* never imported: no G has a loop */
+        PyObject *get = PyObject_GetAttrString(ev, "_get_running_loop");
+        PyObject *set = get ? PyObject_GetAttrString(ev, "_set_running_loop") : NULL;
+        if (set == NULL) {
+            Py_XDECREF(get);
+            return NULL;
+        }
+        pe_get_running_loop = get;
+        pe_set_running_loop = set;
+    }
+    PyObject *loop = PyObject_CallNoArgs(pe_get_running_loop);
+    if (loop == NULL)
+        return NULL;
+    if (loop == Py_None) {
+        Py_DECREF(loop);
+        return NULL;
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(pe_set_running_loop, Py_None, NULL);
+    if (r == NULL) {
+        Py_DECREF(loop);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return loop;
+}
+
+/* _park.loop_back(loop): sets the loop pe_loop_away cleared again, keeping an exception thrown
+ * into the G (ok == 0) for its caller; steals the reference. 0, or -1 with an exception. Its
+ * G, GIL held. */
+static int pe_loop_back(PyObject *loop, int ok)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = ok ? NULL : PyErr_GetRaisedException();
+#else
+    if (!ok)
+        PyErr_Fetch(&pe_exc_type, &pe_exc_value, &pe_exc_tb);
+#endif
+    PyObject *r = PyObject_CallFunctionObjArgs(pe_set_running_loop, loop, NULL);
+    Py_DECREF(loop);
+    if (!ok) {
+        if (r == NULL)
+            PyErr_Clear();                       /* the thrown exception goes on */
+#if PY_VERSION_HEX >= 0x030C0000
+        PyErr_SetRaisedException(exc);
+#else
+        PyErr_Restore(pe_exc_type, pe_exc_value, pe_exc_tb);
+        pe_exc_type = pe_exc_value = pe_exc_tb = NULL;
+#endif
+    }
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 /* _park.park_checked(s, g, reason, blocker), in C. New reference (None) or NULL. GIL held.
  * Inlined into its callers: every C frame between a goroutine's Python code and the switch is
  * part of the stack greenlet copies out for each parked goroutine. */
@@ -347,16 +416,17 @@ static inline __attribute__((always_inline)) PyObject *pe_park(PyObject *s, PyOb
     PyObject *pend = SLOT(g, g_pending_exc);
     if (pend != NULL && pend != Py_None)
         return PyObject_CallFunctionObjArgs(py_raise_pending, g, blocker, NULL);
+    PyObject *loop = pe_loop_away();
+    if (loop == NULL && PyErr_Occurred())
+        return NULL;
     SET(g, g_state, st_waiting);
     SET(g, g_wait_reason, reason);
     SET(g, g_blocker, blocker);
     unsigned long long tick = pe_bump_tick(s);
-    if (tick == 0)
-        return NULL;
-    PyObject *target = pe_next_or_hub(s, tick);
-    if (target == NULL)
-        return NULL;
-    PyObject *r = pe_switch_to(target);
+    PyObject *target = tick == 0 ? NULL : pe_next_or_hub(s, tick);
+    PyObject *r = target == NULL ? NULL : pe_switch_to(target);
+    if (loop != NULL && pe_loop_back(loop, r != NULL) < 0)
+        Py_CLEAR(r);
     if (r == NULL)
         return NULL;                             /* thrown into this greenlet */
     Py_DECREF(r);
@@ -1352,6 +1422,9 @@ PyMODINIT_FUNC PyInit__hot(void)
     str_join = PyUnicode_InternFromString("join");
     str_chan_send = PyUnicode_InternFromString("chan send");
     str_chan_receive = PyUnicode_InternFromString("chan receive");
+    str_asyncio_events = PyUnicode_InternFromString("asyncio.events");
+    if (!str_asyncio_events)
+        return NULL;
     if (!str_popleft || !str_append || !str_bind || !str_winner || !str_dunder_name || !str_join ||
         !str_chan_send || !str_chan_receive)
         return NULL;
