@@ -344,22 +344,87 @@ static PyObject *str_asyncio_events, *pe_get_running_loop, *pe_set_running_loop;
 static PyObject *pe_exc_type, *pe_exc_value, *pe_exc_tb;   /* GIL held: around one call */
 #endif
 
+/* Whether sys.modules may have changed since asyncio.events was last looked up and missing
+ * (a miss costs ~120 instructions: sys.modules is large, the probe sequence long). 3.10/3.11:
+ * the dict's version tag, which every mutation changes; 3.12+ (where that field is deprecated):
+ * a dict watcher on sys.modules, set up by init(). Either way a change is never missed. */
+#if PY_VERSION_HEX >= 0x030C0000
+static int pe_modules_dirty = 1;
+static int pe_modules_watcher = -1;
+
+static int pe_on_modules_change(PyDict_WatchEvent event, PyObject *dict, PyObject *key,
+                                PyObject *new_value)
+{
+    (void)event, (void)dict, (void)key, (void)new_value;
+    pe_modules_dirty = 1;
+    return 0;
+}
+
+/* Watches sys.modules (once). 0, or -1 with an exception. init(), GIL held. */
+static int pe_watch_modules(void)
+{
+    if (pe_modules_watcher >= 0)
+        return 0;
+    pe_modules_watcher = PyDict_AddWatcher(pe_on_modules_change);
+    if (pe_modules_watcher < 0)
+        return -1;
+    return PyDict_Watch(pe_modules_watcher, PyImport_GetModuleDict());
+}
+#define PE_MODULES_UNCHANGED(mods) (!pe_modules_dirty)
+#define PE_MODULES_SEEN(mods) (pe_modules_dirty = 0)
+#else
+static uint64_t pe_modules_tag;   /* sys.modules' version when asyncio.events was missing */
+#define PE_MODULES_UNCHANGED(mods) (((PyDictObject *)(mods))->ma_version_tag == pe_modules_tag)
+#define PE_MODULES_SEEN(mods) (pe_modules_tag = ((PyDictObject *)(mods))->ma_version_tag)
+static int pe_watch_modules(void)
+{
+    return 0;
+}
+#endif
+
+/* asyncio.events was found in sys.modules: keeps its two functions. When the running G has no
+ * loop, sets None once: asyncio then caches this thread's running loop (None), and its
+ * _get_running_loop answers without a thread-dict look-up (~100 instructions a switch until a
+ * first loop ran). 0, or -1 with an exception. Its G, GIL held. */
+static __attribute__((noinline)) int pe_found_asyncio(PyObject *ev)
+{
+    PyObject *get = PyObject_GetAttrString(ev, "_get_running_loop");
+    PyObject *set = get ? PyObject_GetAttrString(ev, "_set_running_loop") : NULL;
+    if (set == NULL) {
+        Py_XDECREF(get);
+        return -1;
+    }
+    PyObject *loop = PyObject_CallNoArgs(get);
+    PyObject *r = loop == Py_None ? PyObject_CallFunctionObjArgs(set, Py_None, NULL)
+                                  : Py_XNewRef(loop);
+    Py_XDECREF(loop);
+    if (r == NULL) {
+        Py_DECREF(get);
+        Py_DECREF(set);
+        return -1;
+    }
+    Py_DECREF(r);
+    pe_get_running_loop = get;
+    pe_set_running_loop = set;
+    return 0;
+}
+
 /* _park.loop_away(): the running G's asyncio running loop, cleared (new reference), or NULL —
  * with no exception when it has none, with one on error. Its G, GIL held. */
 static inline __attribute__((always_inline)) PyObject *pe_loop_away(void)
 {
     if (pe_get_running_loop == NULL) {
-        PyObject *ev = PyDict_GetItemWithError(PyImport_GetModuleDict(), str_asyncio_events);
-        if (ev == NULL)
+        PyObject *mods = PyImport_GetModuleDict();
+        if (PE_MODULES_UNCHANGED(mods))
+            return NULL;                         /* still not imported */
+        PyObject *ev = PyDict_GetItemWithError(mods, str_asyncio_events);
+        if (ev == NULL) {
+            if (!PyErr_Occurred())
+                PE_MODULES_SEEN(mods);
             return NULL;                         /* never imported: no G has a loop */
-        PyObject *get = PyObject_GetAttrString(ev, "_get_running_loop");
-        PyObject *set = get ? PyObject_GetAttrString(ev, "_set_running_loop") : NULL;
-        if (set == NULL) {
-            Py_XDECREF(get);
-            return NULL;
         }
-        pe_get_running_loop = get;
-        pe_set_running_loop = set;
+        if (pe_found_asyncio(ev) < 0)
+            return NULL;
     }
     PyObject *loop = PyObject_CallNoArgs(pe_get_running_loop);
     if (loop == NULL)
@@ -1304,6 +1369,8 @@ static PyObject *pe_init(PyObject *self, PyObject *cfg)
         pe_gs_owner_fn = (pe_owner_fn)(uintptr_t)fn;
     }
 #undef GET
+    if (pe_watch_modules() < 0)
+        return NULL;
     pe_ready = 1;
     Py_RETURN_NONE;
 }

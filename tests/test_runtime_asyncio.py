@@ -13,6 +13,7 @@ import os, sys
 os.environ["PREEMPT_PURE"] = sys.argv[1]          # before preempt is imported
 import asyncio, time
 import preempt
+asyncio.get_event_loop_policy()   # made under asyncio.events._lock, a real lock: not in a race
 log = []
 def running():
     return asyncio.events._get_running_loop()
@@ -83,3 +84,40 @@ print("OK")
 @pytest.mark.parametrize("pure", ["0", "1"], ids=["c", "pure"])
 def test_a_loop_around_run_is_not_the_goroutines_and_comes_back(child, pure):
     assert child(OUTER_LOOP, pure, timeout=60).strip() == "OK"
+
+
+# The C path skips looking for asyncio while sys.modules has not changed (pe_hot.c): asyncio
+# imported by a goroutine after many switches is still seen at its next switch.
+LATE_IMPORT = """
+import os, sys
+os.environ["PREEMPT_PURE"] = sys.argv[1]
+assert "asyncio" not in sys.modules
+import preempt
+def g(name, out):
+    import asyncio
+    async def work():
+        loop = asyncio.get_running_loop()
+        for _ in range(5):
+            await asyncio.sleep(0.003)
+            assert asyncio.get_running_loop() is loop
+        return id(loop)
+    out[name] = asyncio.run(work())
+    assert asyncio.events._get_running_loop() is None
+def main():
+    for _ in range(20):
+        preempt.sleep(0.001)                 # parks while asyncio is not imported
+    with preempt.no_preempt():               # the policy is made under a real lock (see above)
+        import asyncio
+        asyncio.get_event_loop_policy()
+    out = {}
+    for x in [preempt.go(g, n, out) for n in range(2)]:
+        x.join()
+    assert len(set(out.values())) == 2, out
+preempt.run(main, slice=0.002)
+print("OK")
+"""
+
+
+@pytest.mark.parametrize("pure", ["0", "1"], ids=["c", "pure"])
+def test_asyncio_imported_by_a_goroutine_later_is_seen(child, pure):
+    assert child(LATE_IMPORT, pure, timeout=60).strip() == "OK"
