@@ -28,7 +28,8 @@ share the M, so a second G's ``asyncio.run()`` saw the first's loop running and 
 that gives up the CPU with a running loop clears it and sets it again when it runs on
 (:func:`loop_away`/:func:`loop_back`, around every switch a G makes here and in the C twins), so
 the next G — and the hub — see none. When asyncio was never imported, or the G has no running
-loop, that is one dict look-up, or one call, per switch. (An alternative would be to save and
+loop, that is one dict look-up, or one call, per switch (the C twin looks in sys.modules only
+after it changed, and primes asyncio's per-thread cache so the call is cheap: pe_hot.c). (An alternative would be to save and
 restore it in the hub's ``run_g``, for the G switched in. Rejected: G-to-G hand-offs skip the
 hub, and every switch would pay for a set.) ``run()`` clears a loop running around it and
 puts it back when it returns: a goroutine outside any loop of its own sees none.
