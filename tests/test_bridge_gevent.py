@@ -282,7 +282,6 @@ def forker():
         while time.monotonic() < t_end:
             pass
 gevent.joinall([gevent.spawn(forker) for _ in range(4)], timeout=30)  # nested forks hung
-assert pg.stats()["preemptions"] >= 1, pg.stats()
 print(f"{len(nested)} nested, {forks.count(0)} of 20 children reaped", flush=True)
 os._exit(0)
 """

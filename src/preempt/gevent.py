@@ -13,6 +13,11 @@ maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is pr
    call). The handler yields (``YIELD`` below: one preempted greenlet is released per loop
    iteration) unless the greenlet may not be switched there:
    - the hub itself, or a frame of gevent's own Python code on top (its internals);
+   - anywhere inside gevent's ``fork``/``waitpid`` (``gevent.os``): between the fork and the
+     child watcher's start the loop must not run, or it reaps a child that exits at once and
+     that child's ``waitpid()`` waits for ever (gevent's own comment in ``waitpid``). They call
+     ``warnings`` code, which is not gevent's: a request deferred inside the at-fork handlers
+     was taken there, and 1 run in 5 of 20 forks hung;
    - an import in progress; a frame of ``logging``, ``threading``, ``queue`` or
      ``concurrent.futures`` anywhere on the stack, unless gevent patched ``threading``
      (unpatched, their locks are real thread locks: a greenlet switched out holding one makes
@@ -58,6 +63,9 @@ from ._bridge import SlotMonitor, held, positive_seconds
 from ._runtime._preempt import LOCK_MODULES
 
 _LOCK_TOPS = frozenset(m.split(".")[0] for m in LOCK_MODULES)
+# gevent.os functions that must not let the loop run (rule 2)
+_GEVENT_OS_ATOMIC = frozenset({"fork_gevent", "fork_and_watch", "forkpty_gevent",
+                               "forkpty_and_watch", "fork", "forkpty", "waitpid"})
 
 # The yield: the preempted greenlet joins a FIFO, and one 1 us timer releases one greenlet of
 # it per loop iteration. gevent.sleep(0) only queues a callback: with several computing
@@ -186,6 +194,8 @@ def may_switch(g: Any, frame: Optional[FrameType], locks_green: bool) -> bool:
         return False
     f: Optional[FrameType] = frame
     while f is not None:
+        if f.f_code.co_name in _GEVENT_OS_ATOMIC and f.f_globals.get("__name__") == "gevent.os":
+            return False
         k = _preempt._classify(f)
         if k == _preempt._DENIED or k == _preempt._RUNTIME:
             name = f.f_globals.get("__name__") or ""
