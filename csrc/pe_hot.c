@@ -360,18 +360,28 @@ static int pe_on_modules_change(PyDict_WatchEvent event, PyObject *dict, PyObjec
     return 0;
 }
 
-/* Watches sys.modules (once). 0, or -1 with an exception. init(), GIL held. */
+/* Watches sys.modules (once). Where no watcher is free (CPython has 8), sys.modules stays
+ * "changed" and is looked up at every park. Always 0. init(), GIL held. */
 static int pe_watch_modules(void)
 {
     if (pe_modules_watcher >= 0)
         return 0;
-    pe_modules_watcher = PyDict_AddWatcher(pe_on_modules_change);
-    if (pe_modules_watcher < 0)
-        return -1;
-    return PyDict_Watch(pe_modules_watcher, PyImport_GetModuleDict());
+    int id = PyDict_AddWatcher(pe_on_modules_change);
+    if (id < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (PyDict_Watch(id, PyImport_GetModuleDict()) < 0) {
+        PyErr_Clear();
+        if (PyDict_ClearWatcher(id) < 0)
+            PyErr_Clear();
+        return 0;
+    }
+    pe_modules_watcher = id;
+    return 0;
 }
 #define PE_MODULES_UNCHANGED(mods) (!pe_modules_dirty)
-#define PE_MODULES_SEEN(mods) (pe_modules_dirty = 0)
+#define PE_MODULES_SEEN(mods) (pe_modules_dirty = pe_modules_watcher < 0)
 #else
 static uint64_t pe_modules_tag;   /* sys.modules' version when asyncio.events was missing */
 #define PE_MODULES_UNCHANGED(mods) (((PyDictObject *)(mods))->ma_version_tag == pe_modules_tag)
