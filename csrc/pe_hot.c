@@ -342,6 +342,150 @@ static inline __attribute__((always_inline)) PyObject *pe_switch_to(PyObject *ta
     return r;
 }
 
+/* asyncio.events' _get_running_loop/_set_running_loop once asyncio is imported, else NULL
+ * (looked up in sys.modules at each park until then). Strong references. */
+static PyObject *str_asyncio_events, *pe_get_running_loop, *pe_set_running_loop;
+#if PY_VERSION_HEX < 0x030C0000
+static PyObject *pe_exc_type, *pe_exc_value, *pe_exc_tb;   /* GIL held: around one call */
+#endif
+
+/* Whether sys.modules may have changed since asyncio.events was last looked up and missing
+ * (a miss costs ~120 instructions: sys.modules is large, the probe sequence long). 3.10/3.11:
+ * the dict's version tag, which every mutation changes; 3.12+ (where that field is deprecated):
+ * a dict watcher on sys.modules, set up by init(). Either way a change is never missed. */
+#if PY_VERSION_HEX >= 0x030C0000
+static int pe_modules_dirty = 1;
+static int pe_modules_watcher = -1;
+
+static int pe_on_modules_change(PyDict_WatchEvent event, PyObject *dict, PyObject *key,
+                                PyObject *new_value)
+{
+    (void)event, (void)dict, (void)key, (void)new_value;
+    pe_modules_dirty = 1;
+    return 0;
+}
+
+/* Watches sys.modules (once). Where no watcher is free (CPython has 8), sys.modules stays
+ * "changed" and is looked up at every park. Always 0. init(), GIL held. */
+static int pe_watch_modules(void)
+{
+    if (pe_modules_watcher >= 0)
+        return 0;
+    int id = PyDict_AddWatcher(pe_on_modules_change);
+    if (id < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (PyDict_Watch(id, PyImport_GetModuleDict()) < 0) {
+        PyErr_Clear();
+        if (PyDict_ClearWatcher(id) < 0)
+            PyErr_Clear();
+        return 0;
+    }
+    pe_modules_watcher = id;
+    return 0;
+}
+#define PE_MODULES_UNCHANGED(mods) (!pe_modules_dirty)
+#define PE_MODULES_SEEN(mods) (pe_modules_dirty = pe_modules_watcher < 0)
+#else
+static uint64_t pe_modules_tag;   /* sys.modules' version when asyncio.events was missing */
+#define PE_MODULES_UNCHANGED(mods) (((PyDictObject *)(mods))->ma_version_tag == pe_modules_tag)
+#define PE_MODULES_SEEN(mods) (pe_modules_tag = ((PyDictObject *)(mods))->ma_version_tag)
+static int pe_watch_modules(void)
+{
+    return 0;
+}
+#endif
+
+/* asyncio.events was found in sys.modules: keeps its two functions. When the running G has no
+ * loop, sets None once: asyncio then caches this thread's running loop (None), and its
+ * _get_running_loop answers without a thread-dict look-up (~100 instructions a switch until a
+ * first loop ran). 0, or -1 with an exception. Its G, GIL held. */
+static __attribute__((noinline)) int pe_found_asyncio(PyObject *ev)
+{
+    PyObject *get = PyObject_GetAttrString(ev, "_get_running_loop");
+    PyObject *set = get ? PyObject_GetAttrString(ev, "_set_running_loop") : NULL;
+    if (set == NULL) {
+        Py_XDECREF(get);
+        return -1;
+    }
+    PyObject *loop = PyObject_CallNoArgs(get);
+    PyObject *r = loop == Py_None ? PyObject_CallFunctionObjArgs(set, Py_None, NULL)
+                                  : Py_XNewRef(loop);
+    Py_XDECREF(loop);
+    if (r == NULL) {
+        Py_DECREF(get);
+        Py_DECREF(set);
+        return -1;
+    }
+    Py_DECREF(r);
+    pe_get_running_loop = get;
+    pe_set_running_loop = set;
+    return 0;
+}
+
+/* _park.loop_away(): the running G's asyncio running loop, cleared (new reference), or NULL —
+ * with no exception when it has none, with one on error. Its G, GIL held. */
+static inline __attribute__((always_inline)) PyObject *pe_loop_away(void)
+{
+    if (pe_get_running_loop == NULL) {
+        PyObject *mods = PyImport_GetModuleDict();
+        if (PE_MODULES_UNCHANGED(mods))
+            return NULL;                         /* still not imported */
+        PyObject *ev = PyDict_GetItemWithError(mods, str_asyncio_events);
+        if (ev == NULL) {
+            if (!PyErr_Occurred())
+                PE_MODULES_SEEN(mods);
+            return NULL;                         /* never imported: no G has a loop */
+        }
+        if (pe_found_asyncio(ev) < 0)
+            return NULL;
+    }
+    PyObject *loop = PyObject_CallNoArgs(pe_get_running_loop);
+    if (loop == NULL)
+        return NULL;
+    if (loop == Py_None) {
+        Py_DECREF(loop);
+        return NULL;
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(pe_set_running_loop, Py_None, NULL);
+    if (r == NULL) {
+        Py_DECREF(loop);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return loop;
+}
+
+/* _park.loop_back(loop): sets the loop pe_loop_away cleared again, keeping an exception thrown
+ * into the G (ok == 0) for its caller; steals the reference. 0, or -1 with an exception. Its
+ * G, GIL held. */
+static int pe_loop_back(PyObject *loop, int ok)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = ok ? NULL : PyErr_GetRaisedException();
+#else
+    if (!ok)
+        PyErr_Fetch(&pe_exc_type, &pe_exc_value, &pe_exc_tb);
+#endif
+    PyObject *r = PyObject_CallFunctionObjArgs(pe_set_running_loop, loop, NULL);
+    Py_DECREF(loop);
+    if (!ok) {
+        if (r == NULL)
+            PyErr_Clear();                       /* the thrown exception goes on */
+#if PY_VERSION_HEX >= 0x030C0000
+        PyErr_SetRaisedException(exc);
+#else
+        PyErr_Restore(pe_exc_type, pe_exc_value, pe_exc_tb);
+        pe_exc_type = pe_exc_value = pe_exc_tb = NULL;
+#endif
+    }
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 /* _park.park_checked(s, g, reason, blocker), in C. New reference (None) or NULL. GIL held.
  * Inlined into its callers: every C frame between a goroutine's Python code and the switch is
  * part of the stack greenlet copies out for each parked goroutine. */
@@ -352,16 +496,17 @@ static inline __attribute__((always_inline)) PyObject *pe_park(PyObject *s, PyOb
     PyObject *pend = SLOT(g, g_pending_exc);
     if (pend != NULL && pend != Py_None)
         return PyObject_CallFunctionObjArgs(py_raise_pending, g, blocker, NULL);
+    PyObject *loop = pe_loop_away();
+    if (loop == NULL && PyErr_Occurred())
+        return NULL;
     SET(g, g_state, st_waiting);
     SET(g, g_wait_reason, reason);
     SET(g, g_blocker, blocker);
     unsigned long long tick = pe_bump_tick(s);
-    if (tick == 0)
-        return NULL;
-    PyObject *target = pe_next_or_hub(s, tick);
-    if (target == NULL)
-        return NULL;
-    PyObject *r = pe_switch_to(target);
+    PyObject *target = tick == 0 ? NULL : pe_next_or_hub(s, tick);
+    PyObject *r = target == NULL ? NULL : pe_switch_to(target);
+    if (loop != NULL && pe_loop_back(loop, r != NULL) < 0)
+        Py_CLEAR(r);
     if (r == NULL)
         return NULL;                             /* thrown into this greenlet */
     Py_DECREF(r);
@@ -1239,6 +1384,8 @@ static PyObject *pe_init(PyObject *self, PyObject *cfg)
         pe_gs_owner_fn = (pe_owner_fn)(uintptr_t)fn;
     }
 #undef GET
+    if (pe_watch_modules() < 0)
+        return NULL;
     pe_ready = 1;
     Py_RETURN_NONE;
 }
@@ -1357,6 +1504,9 @@ PyMODINIT_FUNC PyInit__hot(void)
     str_join = PyUnicode_InternFromString("join");
     str_chan_send = PyUnicode_InternFromString("chan send");
     str_chan_receive = PyUnicode_InternFromString("chan receive");
+    str_asyncio_events = PyUnicode_InternFromString("asyncio.events");
+    if (!str_asyncio_events)
+        return NULL;
     if (!str_popleft || !str_append || !str_bind || !str_winner || !str_dunder_name || !str_join ||
         !str_chan_send || !str_chan_receive)
         return NULL;

@@ -249,3 +249,115 @@ def test_preempt_imports_after_gevent_patched_everything(child):
     code = ("from gevent import monkey; monkey.patch_all()\n"
             "import preempt\npreempt.patch(); preempt.unpatch()\nprint('OK')")
     assert child(code).strip() == "OK"
+
+
+# Issue 24, drop-in correctness. _bridge.py fork rule 1: nothing switches greenlets between the
+# at-fork handlers (gevent's test__monkey_fork_atomic). The program's pair is registered before
+# enable(), so it is inside the window; its before handler computes for several slices, and an
+# audit hook (os.fork audits before any handler runs) counts forks that begin inside another.
+FORK_ATOMIC = """
+from gevent import monkey; monkey.patch_all()
+import os, sys, time
+import gevent
+import preempt.gevent as pg
+forking, nested, forks = [], [], []
+def before():
+    forking.append(1)
+    t_end = time.monotonic() + 0.01       # five slices of pure Python inside the window
+    while time.monotonic() < t_end:
+        pass
+os.register_at_fork(before=before, after_in_parent=forking.pop, after_in_child=forking.clear)
+def audit(event, args):
+    if event == "os.fork" and forking:
+        nested.append(1)
+sys.addaudithook(audit)
+pg.enable(slice=0.002)
+def forker():
+    for _ in range(5):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        forks.append(os.waitpid(pid, 0)[1])
+        t_end = time.monotonic() + 0.005
+        while time.monotonic() < t_end:
+            pass
+gevent.joinall([gevent.spawn(forker) for _ in range(4)], timeout=30)  # nested forks hung
+print(f"{len(nested)} nested, {forks.count(0)} of 20 children reaped", flush=True)
+os._exit(0)
+"""
+
+
+def test_no_greenlet_switches_inside_fork(child):
+    assert child(FORK_ATOMIC).strip() == "0 nested, 20 of 20 children reaped"
+
+
+# _bridge.py fork rule 2: the bridge goes on in a fork child (a pre-fork server's workers).
+# Both processes run the heartbeat beside four computing greenlets after the fork.
+FORK_CHILD_PREEMPTS = """
+from gevent import monkey; monkey.patch_all()
+import os, time
+import gevent
+import preempt.gevent as pg
+pg.enable(slice=0.002)
+def run():
+    ticks = []
+    def heartbeat():
+        while True:
+            ticks.append(time.monotonic())
+            gevent.sleep(0.001)
+    def cpu():
+        t_end = time.monotonic() + 0.4
+        while time.monotonic() < t_end:
+            pass
+    hb = gevent.spawn(heartbeat)
+    gevent.sleep(0.01)
+    t0 = time.monotonic()
+    gevent.joinall([gevent.spawn(cpu) for _ in range(4)])
+    t1 = time.monotonic()
+    hb.kill()
+    return sum(t0 < t < t1 for t in ticks)
+gevent.sleep(0.01)
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    os.write(w, str(run()).encode())
+    os._exit(0)
+os.close(w)
+parent = run()
+child = b""
+while True:
+    b = os.read(r, 100)
+    if not b:
+        break
+    child += b
+assert os.waitpid(pid, 0)[1] == 0
+print(parent, int(child))
+"""
+
+
+def test_a_fork_child_is_preempted_like_the_parent(child):
+    parent, kid = map(int, child(FORK_CHILD_PREEMPTS).split())
+    assert parent >= 5 and kid >= 5, (parent, kid)
+
+
+# gevent.py rule 2: no hub, nothing to switch to: the bridge does not make one (gevent's
+# test__threading: monkey.patch_all() must not create the hub).
+NO_HUB = """
+import sys, time
+if sys.argv[1] == "patch":
+    from gevent import monkey; monkey.patch_all()
+import gevent.hub
+import preempt.gevent as pg
+pg.enable(slice=0.001)
+t_end = time.monotonic() + 0.2             # two hundred slices in the main greenlet
+while time.monotonic() < t_end:
+    pass
+assert gevent.hub._get_hub() is None, "the bridge created gevent's hub"
+print("OK")
+"""
+
+
+@pytest.mark.parametrize("patch", ["nopatch", "patch"])
+def test_computing_without_greenlets_does_not_create_the_hub(child, patch):
+    assert child(NO_HUB, patch).strip() == "OK"

@@ -11,6 +11,24 @@ answered by it; a request the hook does not take (``ack``) is sent again by sysm
 There is one sysmon per process: a bridge cannot start while ``preempt.run()`` or the other
 bridge holds it, and says so.
 
+``os.fork()`` (issue 24; gevent promises both, its ``test__monkey_fork_atomic``):
+
+1. No switch between the at-fork handlers: from the first ``before`` handler to the last
+   ``after_in_parent``/``after_in_child`` one, :func:`held` is true for every greenlet, so a
+   request is deferred (sysmon sends it again) until the fork is over. Without it another
+   greenlet ran inside the handlers and forked in turn: forks nested 12-15 times in 20. The
+   window is opened by handlers registered when the first bridge starts (``before`` handlers
+   run last-registered first, ``after`` ones first-registered first), so it encloses every
+   handler registered before that — the standard library's, gevent's, the program's imports'.
+2. The bridge goes on in the child: sysmon is a thread and does not survive the fork, so the
+   runtime's at-fork child handler (``_runtime/_fork.py``, the same one that restarts it for
+   ``preempt.run()``) calls :meth:`SlotMonitor.after_fork_child`, which starts a new sysmon for
+   the same thread (pe_thread.c keeps the forking thread's registry slot) and publishes the
+   switch count and running flag again. A fork from a thread other than the one that started
+   the bridge leaves a child without that thread: the bridge is dropped there (its handler put
+   back). Without this a pre-fork gevent server's workers (gunicorn's gevent worker) were never
+   preempted: 0-1 heartbeat ticks where the parent had 15-48.
+
 Where these run: ``start``/``stop`` on the main thread; ``switched`` wherever the bridge
 switches; the handler on the main thread, in whichever greenlet CPython runs it.
 """
@@ -35,6 +53,9 @@ from ._runtime._rules import IO_SLICE_NS
 REPORT_KEEP = 100       # late-request reports kept
 _nopreempt: "WeakKeyDictionary[Any, int]" = WeakKeyDictionary()   # greenlet -> no_preempt depth
 _active = 0             # bridges whose monitor runs
+_monitors: "List[SlotMonitor]" = []   # the running ones, for the fork child (fork rule 2)
+_fork_hold = 0          # inside os.fork()'s at-fork handlers (fork rule 1)
+_fork_registered = False
 
 
 def nopreempt_enter() -> bool:
@@ -57,8 +78,41 @@ def nopreempt_exit() -> None:
 
 
 def held(g: Any) -> bool:
-    """Whether greenlet ``g`` is inside ``with preempt.no_preempt():``."""
-    return g in _nopreempt
+    """Whether greenlet ``g`` is inside ``with preempt.no_preempt():``, or a fork is under way
+    (fork rule 1)."""
+    return _fork_hold > 0 or g in _nopreempt
+
+
+def _fork_before() -> None:
+    """Parent, forking thread, GIL held: the first before-fork handler to run (fork rule 1)."""
+    global _fork_hold
+    _fork_hold += 1
+
+
+def _fork_after() -> None:
+    """Parent or child, forking thread: the last after-fork handler to run (fork rule 1)."""
+    global _fork_hold
+    if _fork_hold > 0:
+        _fork_hold -= 1
+
+
+def _hold_across_fork() -> None:
+    """Registers fork rule 1's handlers, once per process, as late as possible: when the first
+    bridge starts. Main thread."""
+    global _fork_registered
+    if not _fork_registered:
+        import os
+
+        os.register_at_fork(before=_fork_before, after_in_parent=_fork_after,
+                            after_in_child=_fork_after)
+        _fork_registered = True
+
+
+def after_fork_child() -> None:
+    """Fork rule 2, for every running bridge. Child, on the forking thread, GIL held (called by
+    ``_runtime/_fork.py`` when ``preempt.run()`` is not running)."""
+    for mon in list(_monitors):
+        mon.after_fork_child()
 
 
 def positive_seconds(v: Any, what: str, name: str) -> float:
@@ -94,6 +148,9 @@ class SlotMonitor:
         self.slot = SLOT
         self.old_handler: Any = None
         self.active = False
+        self.running = False                 # what switched() last published
+        self.m: Any = None                   # the thread's registry handle, from start()
+        self.ident = 0                       # the thread that started it
         self.reports: List[Dict[str, Any]] = []
         # the main thread's errno (``_runtime/_errno.py``): the bridge's switches keep it
         self.errno_p: Any = [0]
@@ -122,8 +179,12 @@ class SlotMonitor:
                                "preempt.gevent or preempt.aio already using it?)")
         self.consumed = 0                    # a started sysmon numbers requests from 1
         self.active = True
+        self.m = m
+        self.ident = threading.get_ident()
         global _active
         _active += 1
+        _monitors.append(self)
+        _hold_across_fork()
         from ._runtime import _preempt
 
         _preempt._green = sys.modules[__name__]
@@ -131,16 +192,43 @@ class SlotMonitor:
     def stop(self) -> None:
         if not self.active:
             return
+        self._forget()
+        self.sh.running = 0
+        self.lib.pe_sysmon_stop()
+        self._restore()
+
+    def _forget(self) -> None:
         self.active = False
         global _active
         _active -= 1
+        if self in _monitors:
+            _monitors.remove(self)
         if not _active:
             from ._runtime import _preempt
 
             _preempt._green = None
-        self.sh.running = 0
-        self.lib.pe_sysmon_stop()
-        self._restore()
+
+    def after_fork_child(self) -> None:
+        """Fork rule 2: a new sysmon for the same thread, or the bridge dropped if that thread
+        is not the forking one. Child, on its only thread, GIL held; sysmon does not exist
+        (``pe_sysmon_atfork_child`` forgot it)."""
+        if not self.active:
+            return
+        if threading.get_ident() != self.ident:
+            self._forget()
+            self._restore()
+            return
+        rc = self.lib.pe_sysmon_start(self.slot, max(1, int(self.slice * 1e9)), IO_SLICE_NS,
+                                      self.m._slot, self.m._gen)
+        if rc != self.lib.PE_OK:
+            self._forget()
+            self._restore()
+            raise PreemptError(f"{self.what}: could not restart the monitor in the fork child "
+                               f"(core error {rc}); the child's greenlets are not preempted: "
+                               "please report it")
+        self.consumed = 0                    # the new sysmon numbers requests from 1 again
+        self.tick_view[0] = self.tick        # its shared words were reset: publish them again
+        self.sh.running = 1 if self.running else 0
 
     def _restore(self) -> None:
         _signals.give_back(self.slot, self.old_handler)   # drops a trip still pending
@@ -153,6 +241,7 @@ class SlotMonitor:
         that switch every slice, not every few microseconds)."""
         self.tick += 1
         self.tick_view[0] = self.tick
+        self.running = running
         self.sh.running = 1 if running else 0
         if kick:
             self.lib.pe_sysmon_kick()
@@ -164,6 +253,12 @@ class SlotMonitor:
         self.sh.ack_seq = seq
         if late >= self.report_after_ns:
             self._report(g, frame, late)
+
+    def decline(self, seq: int) -> None:
+        """The hook answers request ``seq`` without switching (nothing to switch to): sysmon
+        asks again a slice later, not every 100 us as for a request left unanswered."""
+        self.consumed = seq
+        self.sh.ack_seq = seq
 
     def _on_slot(self, signum: int, frame: Optional[FrameType]) -> None:
         sh = self.sh

@@ -13,6 +13,11 @@ maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is pr
    call). The handler yields (``YIELD`` below: one preempted greenlet is released per loop
    iteration) unless the greenlet may not be switched there:
    - the hub itself, or a frame of gevent's own Python code on top (its internals);
+   - anywhere inside gevent's ``fork``/``waitpid`` (``gevent.os``): between the fork and the
+     child watcher's start the loop must not run, or it reaps a child that exits at once and
+     that child's ``waitpid()`` waits for ever (gevent's own comment in ``waitpid``). They call
+     ``warnings`` code, which is not gevent's: a request deferred inside the at-fork handlers
+     was taken there, and 1 run in 5 of 20 forks hung;
    - an import in progress; a frame of ``logging``, ``threading``, ``queue`` or
      ``concurrent.futures`` anywhere on the stack, unless gevent patched ``threading``
      (unpatched, their locks are real thread locks: a greenlet switched out holding one makes
@@ -21,6 +26,11 @@ maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is pr
    - inside ``with preempt.no_preempt():``;
    - on 3.10, an exception handler's first instruction (``_runtime/_preempt.py`` rule 7).
    A deferred request is not lost: sysmon re-sends it until the greenlet may be switched.
+   Nor is a greenlet switched inside ``os.fork()``'s at-fork handlers (``_bridge.py`` fork
+   rule 1: gevent promises that window is atomic).
+   Before gevent's hub exists nothing else can run (every gevent greenlet is made with the
+   hub): the request is answered without switching, and the hub is not made (gevent promises
+   ``monkey.patch_all()`` and its locks never create it; ``get_hub()`` would).
 3. An exception gevent throws into the switched-out greenlet (``gevent.kill``, a
    ``gevent.Timeout``) comes out of the handler; on 3.11/3.12 it is re-raised at the next
    instruction, so ``try``/``finally`` around a loop still sees it (gh-108214, the same
@@ -31,6 +41,9 @@ maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is pr
    written to stderr, like gevent's monitor thread does.
 5. A preempted greenlet gets its errno back when it goes on (``_runtime/_errno.py``): C code
    that called it back (an OpenSSL password callback) reads errno after the callback returns.
+
+In a fork child the bridge goes on: sysmon is restarted there (``_bridge.py`` fork rule 2),
+so the workers of a pre-fork server are preempted like the parent.
 
 What it cannot do: preempt C code that holds the GIL (a C extension's long call, a regex), or
 greenlets on other threads (CPython runs signal handlers on the main thread only: ``enable()``
@@ -52,6 +65,9 @@ from ._bridge import SlotMonitor, held, positive_seconds
 from ._runtime._preempt import LOCK_MODULES
 
 _LOCK_TOPS = frozenset(m.split(".")[0] for m in LOCK_MODULES)
+# gevent.os functions that must not let the loop run (rule 2)
+_GEVENT_OS_ATOMIC = frozenset({"fork_gevent", "fork_and_watch", "forkpty_gevent",
+                               "forkpty_and_watch", "fork", "forkpty", "waitpid"})
 
 # The yield: the preempted greenlet joins a FIFO, and one 1 us timer releases one greenlet of
 # it per loop iteration. gevent.sleep(0) only queues a callback: with several computing
@@ -70,6 +86,11 @@ class _State:
 
         self.gevent = gevent
         self.Hub = gevent.hub.Hub
+        try:
+            from gevent._hub_local import get_hub_if_exists
+        except ImportError:                  # older gevent
+            get_hub_if_exists = gevent.hub._get_hub
+        self.hub_if_exists = get_hub_if_exists
         self.mon = SlotMonitor("preempt.gevent", slice_, _hook, report_after)
         self.queue: Deque[Any] = deque()     # Waiters of preempted greenlets, oldest first
         self.armed = False
@@ -175,6 +196,8 @@ def may_switch(g: Any, frame: Optional[FrameType], locks_green: bool) -> bool:
         return False
     f: Optional[FrameType] = frame
     while f is not None:
+        if f.f_code.co_name in _GEVENT_OS_ATOMIC and f.f_globals.get("__name__") == "gevent.os":
+            return False
         k = _preempt._classify(f)
         if k == _preempt._DENIED or k == _preempt._RUNTIME:
             name = f.f_globals.get("__name__") or ""
@@ -190,6 +213,9 @@ def _hook(seq: int, frame: Optional[FrameType]) -> None:
     if st is None:
         return
     g = getcurrent()
+    if st.hub_if_exists() is None:              # no hub: nothing else can run (rule 2)
+        st.mon.decline(seq)
+        return
     if isinstance(g, st.Hub) or not may_switch(
             g, frame, st.gevent.monkey.is_module_patched("threading")):
         st.ndeferred += 1                       # not acked: sysmon sends it again

@@ -61,6 +61,10 @@ and keeps every greenlet, and so do we. The handlers here are registered with
 8. The wakeup-fd relay (``csrc/pe_wakeup.c``, ``_signals.py`` rule 5) has no thread in the
    child and shares its pipe with the parent's: while it relays, a new pipe and thread take
    over, under ``run()`` or a bridge alike.
+9. ``preempt.gevent.enable()`` or ``preempt.aio`` instead of ``run()``: the bridge's sysmon is
+   restarted in the child the same way (``_bridge.py`` fork rule 2), so a pre-fork gevent
+   server's workers are preempted like the parent; a fork from another thread drops the bridge
+   in the child. Rule 6 holds for bridges too.
 
 What a user gets: a child that is a working copy of the parent's program. A child that should
 do one job and end calls ``os._exit()`` when done (the usual rule after fork), or returns from
@@ -129,7 +133,7 @@ def _after_in_parent() -> None:
 
 
 def _after_in_child() -> None:
-    """Child, on its only thread, right after fork(): rules 1-7."""
+    """Child, on its only thread, right after fork(): rules 1-9."""
     _release()
     _repair_main_tstate()
     if _for_preexec(sys._getframe(1)):
@@ -137,11 +141,20 @@ def _after_in_child() -> None:
     _step("the wakeup-fd relay", _signals.wakeup_after_fork_child)     # rule 8
     s = _park.sched
     if s is None:
+        _bridges_go_on()                                                # rule 9
         return
     if s.ident == threading.get_ident():
         _go_on(s)
     else:
         _drop(s)
+
+
+def _bridges_go_on() -> None:
+    """Rule 8: ``preempt.gevent``/``preempt.aio`` get a new sysmon (``_bridge.py`` fork rule
+    2), if one was enabled."""
+    bridge = sys.modules.get("preempt._bridge")
+    if bridge is not None and bridge._monitors:
+        _step("the bridge's sysmon", bridge.after_fork_child)
 
 
 def _repair_main_tstate() -> None:

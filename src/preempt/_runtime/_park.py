@@ -23,6 +23,17 @@ Fairness (Go's rules):
 3. A G that was preempted or called gosched() goes to the tail.
 4. A G that has never run and needs a new greenlet is started by the hub (see take_direct).
 
+Each G has its own asyncio running loop (issue 24): asyncio keeps one per OS thread, and all Gs
+share the M, so a second G's ``asyncio.run()`` saw the first's loop running and refused. A G
+that gives up the CPU with a running loop clears it and sets it again when it runs on
+(:func:`loop_away`/:func:`loop_back`, around every switch a G makes here and in the C twins), so
+the next G — and the hub — see none. When asyncio was never imported, or the G has no running
+loop, that is one dict look-up, or one call, per switch (the C twin looks in sys.modules only
+after it changed, and primes asyncio's per-thread cache so the call is cheap: pe_hot.c). (An alternative would be to save and
+restore it in the hub's ``run_g``, for the G switched in. Rejected: G-to-G hand-offs skip the
+hub, and every switch would pay for a set.) ``run()`` clears a loop running around it and
+puts it back when it returns: a goroutine outside any loop of its own sees none.
+
 :func:`park_checked`, :func:`ready` and :func:`exit_g` have C twins in ``csrc/pe_hot.c``: where
 that extension is built, ``chan.py`` puts them in this module in place of the Python functions
 (:func:`use_c_path`; the C path's install block is at the end of chan.py). They apply
@@ -41,6 +52,7 @@ any context (ready). A call from another OS thread raises PreemptError (:func:`c
 
 from __future__ import annotations
 
+from sys import modules as _modules
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -87,6 +99,23 @@ def use_c_path(hot: Any) -> None:
     ready = hot.ready
     exit_g = hot.exit_g
     hot.set_sched(sched)
+
+
+def loop_away() -> Any:
+    """The running G's asyncio running loop, cleared (the asyncio rule above), or None when it
+    has none. Before the G switches out. M thread, in a G."""
+    ev = _modules.get("asyncio.events")
+    if ev is None:
+        return None
+    loop = ev._get_running_loop()
+    if loop is not None:
+        ev._set_running_loop(None)
+    return loop
+
+
+def loop_back(loop: Any) -> None:
+    """Sets the G's running loop that :func:`loop_away` cleared again, once it runs on."""
+    _modules["asyncio.events"]._set_running_loop(loop)
 
 
 def running_sched(what: str) -> Scheduler:
@@ -143,14 +172,19 @@ def park_checked(s: Scheduler, g: Goroutine, reason: str, blocker: Any) -> None:
     The C path replaces it (``use_c_path``)."""
     if g.pending_exc is not None:
         raise_pending(g, blocker)
+    loop = loop_away()
     g.state = WAITING
     g.wait_reason = reason
     g.blocker = blocker
     s.ticks[0] = tick = s.ticks[0] + 1
     e = _errno_p
     saved = e[0]
-    # Nothing is passed: a parked G ignores the value, a new or reused worker reads s.cur.
-    next_or_hub(s, None, tick).switch()
+    try:
+        # Nothing is passed: a parked G ignores the value, a new or reused worker reads s.cur.
+        next_or_hub(s, None, tick).switch()
+    finally:
+        if loop is not None:
+            loop_back(loop)
     e[0] = saved                        # the G's errno, whoever ran meanwhile (_errno.py)
     exc = g.wake_exc
     if exc is not None:
@@ -228,6 +262,7 @@ def _yield(s: Scheduler, g: Goroutine, front: bool, via_hub: bool) -> None:
     to the next G (:func:`next_or_hub`) or, with ``via_hub``, to the hub."""
     if g.pending_exc is not None:
         raise_pending(g)
+    loop = loop_away()
     g.state = RUNNABLE
     g.wait_reason = None
     q = s.runq
@@ -241,13 +276,17 @@ def _yield(s: Scheduler, g: Goroutine, front: bool, via_hub: bool) -> None:
     s.ticks[0] = tick = s.ticks[0] + 1
     e = _errno_p
     saved = e[0]
-    if via_hub:
-        s.cur = None
-        s.hub.switch()
-    else:
-        glet = next_or_hub(s, g, tick)
-        if glet is not g.glet:          # g itself was next: it goes on, nothing to switch
-            glet.switch()
+    try:
+        if via_hub:
+            s.cur = None
+            s.hub.switch()
+        else:
+            glet = next_or_hub(s, g, tick)
+            if glet is not g.glet:          # g itself was next: it goes on, nothing to switch
+                glet.switch()
+    finally:
+        if loop is not None:
+            loop_back(loop)
     e[0] = saved                        # the G's errno, whoever ran meanwhile (_errno.py)
     exc = g.wake_exc
     if exc is not None:

@@ -576,9 +576,12 @@ def run(main: Callable[..., Any], *args: Any, slice: Optional[float] = None,
         s.routing = True
         if s.slice > 0:
             s.monitor.start(s.slice)
+        outer = _park.loop_away()   # an asyncio loop around run() is not the goroutines' (_park.py)
         try:
             s.hub.switch()
         finally:
+            if outer is not None:
+                _park.loop_back(outer)
             s.routing = False
             s.monitor.stop()
             _signals.uninstall(s)
