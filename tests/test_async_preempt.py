@@ -149,7 +149,7 @@ def test_non_reentrant_library_calls_are_serialised(child, torture_lib, mode):
 
 SIGINT = HEAD + """
 kern = preempt.preemptible(lib)
-iters = spin_iters(lib, 0.6)
+iters = spin_iters(lib, 3.0)                 # long enough for the 0.2 s timer on a loaded machine
 def main():
     stop = preempt.Event()
     tk = preempt.go(ticker, stop)
@@ -240,7 +240,7 @@ def test_native_goroutine_in_nanosleep_still_completes(child, torture_lib):
 STUCK = HEAD + """
 pylib = ctypes.PyDLL(sys.argv[1])            # calls keep the GIL: no safe-point of any kind
 pylib.pe_test_spin.argtypes = [ctypes.c_uint64]; pylib.pe_test_spin.restype = ctypes.c_uint64
-iters = spin_iters(lib, 0.3)
+iters = spin_iters(lib, 1.0)                 # 10 x the 100 ms asserted: calibrated under load
 def holder():
     pylib.pe_test_spin(iters)
     for _ in range(100):                     # a backward jump: the hook runs here, in this G
