@@ -48,11 +48,16 @@ HERE = Path(__file__).resolve().parent
 CHILD = HERE / "_child.py"
 EXPECTED = HERE / "expected_failures.txt"
 HOOK = HERE / "hook"
-# gevent test files that are scripts (no unittest case): run as gevent's runner runs them,
-# ``python FILE.py``; exit status 0 is the one outcome, test id ``<script>``.
-SCRIPTS = {"test__sleep0", "test__GreenletExit"}
+# gevent test files that are scripts (no unittest case; found when the plain child loads none):
+# run as gevent's runner runs them, ``python FILE.py``; exit status 0 is the one outcome, test
+# id ``<script>``; in the preempt run hook/sitecustomize.py enables preemption at patch_all().
+# Also a file whose import fails in the plain child (it reads sys.argv, or does its work at
+# import), and these two, which look for their own warning when run as __main__:
+SLICE = 0.010                          # --slice
+SCRIPTS = {"test__monkey_ssl_warning2", "test__monkey_ssl_warning3"}
 
-# One or more files per area of the brief; together a few minutes on 2 cores for both runs.
+# One or more files per area of the brief (FILES), and more of gevent's small files (MORE);
+# both runs of all of them take about 2.5 minutes with -j 2 on 2 cores.
 FILES = [
     "test__greenlet", "test__greenletset", "test__joinall", "test__api", "test__api_timeout",
     "test__event", "test__iwait", "test__queue", "test__pool", "test__lock", "test__semaphore",
@@ -63,6 +68,28 @@ FILES = [
     "test__os", "test__core_fork", "test__monkey_fork_atomic", "test__fileobject",
     "test__signal", "test__order", "test__exc_info", "test__GreenletExit", "test__contextvars",
 ]
+MORE = [
+    "test__monkey_sigchld", "test__monkey_sigchld_2", "test__monkey_sigchld_3",
+    "test__threading_vs_settrace", "test__socket_timeout", "test__socket_ex",
+    "test__socket_errors", "test__socket_send_memoryview", "test__ssl", "test__makefile_ref",
+    "test__monkey_hub_in_thread", "test__threading_patched_local", "test__monkey_logging",
+    "test__monkey_select", "test__monkey_selectors", "test__monkey_futures_thread_fork",
+    "test__threading_fork_from_dummy", "test__subprocess_poll", "test__subprocess_interrupted",
+    "test__core_timer", "test__core_callback", "test__loop_callback",
+    "test__threadpool_executor_patched", "test__greenness", "test__real_greenlet",
+    "test__hub_join_timeout", "test__destroy", "test__selectors", "test__issue6",
+    "test__issue112", "test__issue230", "test__issue330", "test__issue467", "test__issue600",
+    "test__issue607", "test__issue639", "test__issues461_471",
+    "test__import_blocking_in_greenlet", "test__import_wait", "test__threading_before_monkey",
+    "test__threading_holding_lock_while_monkey", "test__threading_monkey_in_thread",
+    "test__threading_native_before_monkey", "test__threading_no_monkey",
+    "test__threading_shutdown_atexit", "test__monkey_builtins_future",
+    "test__monkey_multiple_imports", "test__monkey_module_run", "test__monkey_ssl_warning",
+    "test__monkey_ssl_warning2", "test__monkey_ssl_warning3", "test__backdoor",
+    "test__nondefaultloop", "test__refcount", "test__compat", "test__events",
+]
+# Not here: test__environ and test__issue6 want the environment and arguments gevent's own
+# runner gives them; the test__example_* files start gevent's examples, not shipped in the wheel.
 
 PASSED = ("pass", "xfail")
 FAILED = ("fail", "error", "xpass", "hang", "crash", "not run")
@@ -106,6 +133,7 @@ def child_env(mode: str, counts: Path) -> Dict[str, str]:
     if mode == "preempt":
         env["PREEMPT_GEVENT_SUITE"] = "1"
         env["PREEMPT_GEVENT_SUITE_DIR"] = str(counts)
+        env["PREEMPT_GEVENT_SUITE_SLICE"] = str(SLICE)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(HOOK)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     return env
@@ -157,7 +185,7 @@ def run_mode(py: str, module: str, mode: str, work: Path, *, file_timeout: float
         out.unlink(missing_ok=True)
         skipf.write_text("".join(f"{t}\n" for t in list(r.outcomes) + hung))
         cmd = [py, str(CHILD), "--mode", mode, "--module", module, "--out", str(out),
-               "--skip-file", str(skipf)]
+               "--skip-file", str(skipf), "--slice", str(SLICE)]
         if only is not None:
             onlyf = work / f"{stem}.only"
             onlyf.write_text("".join(f"{t}\n" for t in only))
@@ -252,6 +280,9 @@ def compare(module: str, base: ModeRun, pre: ModeRun,
 
 def run_file(py: str, module: str, work: Path, exp, args) -> dict:
     base = run_mode(py, module, "plain", work, file_timeout=args.file_timeout)
+    if not base.outcomes and (not base.problems or "did not import" in base.problems[0]):
+        SCRIPTS.add(module)
+        base = run_mode(py, module, "plain", work, file_timeout=args.file_timeout, tag=".script")
     pre = run_mode(py, module, "preempt", work, file_timeout=args.file_timeout)
     cmp = compare(module, base, pre, exp)
     flaky = []
@@ -275,16 +306,20 @@ def run_file(py: str, module: str, work: Path, exp, args) -> dict:
 
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("files", nargs="*", default=FILES)
+    ap.add_argument("files", nargs="*", default=FILES + MORE)
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--expected", default=str(EXPECTED))
     ap.add_argument("--file-timeout", type=float, default=120.0)
     ap.add_argument("-j", "--jobs", type=int, default=2, help="files run side by side")
     ap.add_argument("--workdir", default=None, help="keep the children's logs here")
     ap.add_argument("--json", default=None, help="write the comparison here")
+    ap.add_argument("--slice", type=float, default=0.010,
+                    help="enable()'s slice in the preempt children (default 10 ms)")
     ap.add_argument("--no-rerun", action="store_true", help="no second try for new failures")
     args = ap.parse_args(argv)
 
+    global SLICE
+    SLICE = args.slice
     work = Path(args.workdir or tempfile.mkdtemp(prefix="gevent-tests-"))
     work.mkdir(parents=True, exist_ok=True)
     exp = {(e.module, e.test): e for e in read_expected(Path(args.expected))}

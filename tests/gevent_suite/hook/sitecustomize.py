@@ -27,7 +27,7 @@ if os.environ.get("PREEMPT_GEVENT_SUITE") == "1":
         import preempt.gevent
         if preempt.gevent.enabled():
             return
-        preempt.gevent.enable()
+        preempt.gevent.enable(float(os.environ.get("PREEMPT_GEVENT_SUITE_SLICE", "0.010")))
         import atexit
         atexit.register(_preempt_suite_write)
 
