@@ -88,8 +88,8 @@ MORE = [
     "test__monkey_ssl_warning2", "test__monkey_ssl_warning3", "test__backdoor",
     "test__nondefaultloop", "test__refcount", "test__compat", "test__events",
 ]
-# Not here: test__environ and test__issue6 want the environment and arguments gevent's own
-# runner gives them; the test__example_* files start gevent's examples, not shipped in the wheel.
+# Not here: test__environ wants the environment (GEVENT_BACKEND) gevent's own
+# runner gives it; the test__example_* files start gevent's examples, not shipped in the wheel.
 
 PASSED = ("pass", "xfail")
 FAILED = ("fail", "error", "xpass", "hang", "crash", "not run")
