@@ -18,6 +18,12 @@ maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is pr
      that child's ``waitpid()`` waits for ever (gevent's own comment in ``waitpid``). They call
      ``warnings`` code, which is not gevent's: a request deferred inside the at-fork handlers
      was taken there, and 1 run in 5 of 20 forks hung;
+   - anywhere inside ``gevent.subprocess``'s ``_execute_child``: its fork child runs Python
+     (``traceback`` after a failed exec) with the parent's hub, whose epoll fd ``close_fds``
+     has closed; switched out there, the child ran that hub and the parent got
+     ``SystemError: (libev) epoll_wait: Bad file descriptor`` instead of
+     ``FileNotFoundError`` (gevent's test__subprocess ``test_issue148``, found by running
+     gevent's suite under ``enable()``);
    - an import in progress; a frame of ``logging``, ``threading``, ``queue`` or
      ``concurrent.futures`` anywhere on the stack, unless gevent patched ``threading``
      (unpatched, their locks are real thread locks: a greenlet switched out holding one makes
@@ -65,9 +71,12 @@ from ._bridge import SlotMonitor, held, positive_seconds
 from ._runtime._preempt import LOCK_MODULES
 
 _LOCK_TOPS = frozenset(m.split(".")[0] for m in LOCK_MODULES)
-# gevent.os functions that must not let the loop run (rule 2)
-_GEVENT_OS_ATOMIC = frozenset({"fork_gevent", "fork_and_watch", "forkpty_gevent",
-                               "forkpty_and_watch", "fork", "forkpty", "waitpid"})
+# gevent functions inside which no greenlet may be switched out, by module (rule 2)
+_GEVENT_ATOMIC = {
+    "gevent.os": frozenset({"fork_gevent", "fork_and_watch", "forkpty_gevent",
+                            "forkpty_and_watch", "fork", "forkpty", "waitpid"}),
+    "gevent.subprocess": frozenset({"_execute_child"}),
+}
 
 # The yield: the preempted greenlet joins a FIFO, and one 1 us timer releases one greenlet of
 # it per loop iteration. gevent.sleep(0) only queues a callback: with several computing
@@ -196,7 +205,8 @@ def may_switch(g: Any, frame: Optional[FrameType], locks_green: bool) -> bool:
         return False
     f: Optional[FrameType] = frame
     while f is not None:
-        if f.f_code.co_name in _GEVENT_OS_ATOMIC and f.f_globals.get("__name__") == "gevent.os":
+        names = _GEVENT_ATOMIC.get(f.f_globals.get("__name__"))
+        if names is not None and f.f_code.co_name in names:
             return False
         k = _preempt._classify(f)
         if k == _preempt._DENIED or k == _preempt._RUNTIME:
