@@ -424,8 +424,31 @@ static __attribute__((noinline)) int pe_found_asyncio(PyObject *ev)
     return 0;
 }
 
-/* _park.loop_away(): the running G's asyncio running loop, cleared (new reference), or NULL —
- * with no exception when it has none, with one on error. Its G, GIL held. */
+#if PY_VERSION_HEX >= 0x030E0000
+/* CPython 3.14+ keeps the running task in the thread state too, and refuses to enter a task
+ * while another is current (_park.py, _TASK_PER_THREAD): asyncio.tasks._swap_current_task,
+ * looked up once a G has a running loop (asyncio.tasks is imported by then). Strong reference. */
+static PyObject *pe_swap_current_task;
+
+/* _swap_current_task(loop, task): the loop's previous current task (None when none), new
+ * reference, or NULL with an exception. loop must be the running loop. Its G, GIL held. */
+static __attribute__((noinline)) PyObject *pe_swap_task(PyObject *loop, PyObject *task)
+{
+    if (pe_swap_current_task == NULL) {
+        PyObject *tasks = PyDict_GetItemString(PyImport_GetModuleDict(), "asyncio.tasks");
+        if (tasks == NULL)
+            return Py_NewRef(Py_None);           /* a loop without asyncio's tasks: none */
+        pe_swap_current_task = PyObject_GetAttrString(tasks, "_swap_current_task");
+        if (pe_swap_current_task == NULL)
+            return NULL;
+    }
+    return PyObject_CallFunctionObjArgs(pe_swap_current_task, loop, task, NULL);
+}
+#endif
+
+/* _park.loop_away(): the running G's asyncio running loop, cleared (new reference) — on 3.14+
+ * a (loop, task) tuple, its current task cleared too — or NULL: with no exception when it has
+ * none, with one on error. Its G, GIL held. */
 static inline __attribute__((always_inline)) PyObject *pe_loop_away(void)
 {
     if (pe_get_running_loop == NULL) {
@@ -448,13 +471,30 @@ static inline __attribute__((always_inline)) PyObject *pe_loop_away(void)
         Py_DECREF(loop);
         return NULL;
     }
-    PyObject *r = PyObject_CallFunctionObjArgs(pe_set_running_loop, Py_None, NULL);
-    if (r == NULL) {
+#if PY_VERSION_HEX >= 0x030E0000
+    PyObject *task = pe_swap_task(loop, Py_None);
+    if (task == NULL) {
         Py_DECREF(loop);
         return NULL;
     }
+#endif
+    PyObject *r = PyObject_CallFunctionObjArgs(pe_set_running_loop, Py_None, NULL);
+    if (r == NULL) {
+        Py_DECREF(loop);
+#if PY_VERSION_HEX >= 0x030E0000
+        Py_DECREF(task);
+#endif
+        return NULL;
+    }
     Py_DECREF(r);
+#if PY_VERSION_HEX >= 0x030E0000
+    PyObject *saved = PyTuple_Pack(2, loop, task);
+    Py_DECREF(loop);
+    Py_DECREF(task);
+    return saved;
+#else
     return loop;
+#endif
 }
 
 /* _park.loop_back(loop): sets the loop pe_loop_away cleared again, keeping an exception thrown
@@ -468,8 +508,20 @@ static int pe_loop_back(PyObject *loop, int ok)
     if (!ok)
         PyErr_Fetch(&pe_exc_type, &pe_exc_value, &pe_exc_tb);
 #endif
+#if PY_VERSION_HEX >= 0x030E0000
+    PyObject *saved = loop;                      /* (loop, task): pe_loop_away */
+    loop = PyTuple_GET_ITEM(saved, 0);
+    PyObject *task = PyTuple_GET_ITEM(saved, 1);
+    PyObject *r = PyObject_CallFunctionObjArgs(pe_set_running_loop, loop, NULL);
+    if (r != NULL && task != Py_None) {
+        Py_DECREF(r);
+        r = pe_swap_task(loop, task);            /* returns None: ours was cleared */
+    }
+    Py_DECREF(saved);
+#else
     PyObject *r = PyObject_CallFunctionObjArgs(pe_set_running_loop, loop, NULL);
     Py_DECREF(loop);
+#endif
     if (!ok) {
         if (r == NULL)
             PyErr_Clear();                       /* the thrown exception goes on */

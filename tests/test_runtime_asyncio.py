@@ -4,8 +4,6 @@ goroutines share the M. Scenarios run in child processes, on the C and the pure-
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 pytestmark = pytest.mark.timeout(120)
@@ -21,14 +19,17 @@ def running():
     return asyncio.events._get_running_loop()
 async def work(name):
     loop = asyncio.get_running_loop()
+    me = asyncio.current_task()                  # 3.14 keeps it per thread, like the loop
     total = 0
     for step in range(6):
         await asyncio.sleep(0.005)
         assert asyncio.get_running_loop() is loop, (name, step)
+        assert asyncio.current_task() is me, (name, step)
         t_end = time.monotonic() + 0.01          # five slices: preempted in the middle
         while time.monotonic() < t_end:
             total += 1
         assert asyncio.get_running_loop() is loop, (name, step)
+        assert asyncio.current_task() is me, (name, step)
         log.append(name)
     return name, id(loop), total > 0
 def g(name, out):
@@ -57,9 +58,6 @@ print("OK")
 """
 
 
-@pytest.mark.skipif(sys.version_info >= (3, 14), reason=(
-    "CPython 3.14 keeps the running loop in the thread state: goroutines' concurrent "
-    "asyncio.run() hung there (CI, 2026-12-05); issue 24 stays open for it"))
 @pytest.mark.parametrize("pure", ["0", "1"], ids=["c", "pure"])
 def test_each_goroutine_runs_its_own_asyncio_loop(child, pure):
     assert child(LOOPS, pure, timeout=60).strip() == "OK"

@@ -53,6 +53,7 @@ any context (ready). A call from another OS thread raises PreemptError (:func:`c
 from __future__ import annotations
 
 from sys import modules as _modules
+from sys import version_info as _version_info
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -101,21 +102,42 @@ def use_c_path(hot: Any) -> None:
     hot.set_sched(sched)
 
 
+# CPython 3.14 keeps the running *task* in the thread state too (``asyncio.current_task``),
+# and refuses to enter a task while another is current: a G that gives up the CPU with a
+# running loop also swaps its current task out (and back), which needs its loop still running.
+_TASK_PER_THREAD = _version_info >= (3, 14)
+
+
 def loop_away() -> Any:
     """The running G's asyncio running loop, cleared (the asyncio rule above), or None when it
-    has none. Before the G switches out. M thread, in a G."""
+    has none; on CPython 3.14+ a ``(loop, task)`` pair, the G's current task cleared too.
+    Before the G switches out. M thread, in a G."""
     ev = _modules.get("asyncio.events")
     if ev is None:
         return None
     loop = ev._get_running_loop()
-    if loop is not None:
+    if loop is None:
+        return None
+    if _TASK_PER_THREAD:
+        tasks = _modules.get("asyncio.tasks")
+        task = tasks._swap_current_task(loop, None) if tasks is not None else None
         ev._set_running_loop(None)
+        return (loop, task)
+    ev._set_running_loop(None)
     return loop
 
 
-def loop_back(loop: Any) -> None:
-    """Sets the G's running loop that :func:`loop_away` cleared again, once it runs on."""
-    _modules["asyncio.events"]._set_running_loop(loop)
+def loop_back(saved: Any) -> None:
+    """Sets the G's running loop (and on 3.14+ task) that :func:`loop_away` cleared again,
+    once it runs on."""
+    ev = _modules["asyncio.events"]
+    if _TASK_PER_THREAD:
+        loop, task = saved
+        ev._set_running_loop(loop)
+        if task is not None:
+            _modules["asyncio.tasks"]._swap_current_task(loop, task)
+        return
+    ev._set_running_loop(saved)
 
 
 def running_sched(what: str) -> Scheduler:
