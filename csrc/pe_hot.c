@@ -40,8 +40,8 @@ static Py_ssize_t g_state, g_glet, g_blocker, g_wait_reason, g_wake_exc, g_pendi
 static Py_ssize_t w_g, w_elem, w_ok, w_sel, w_q, w_closed;
 static Py_ssize_t q_q;
 static Py_ssize_t c_buf, c_cap, c_recvq, c_sendq, c_closed;
-static Py_ssize_t s_cur, s_runnext, s_runq, s_streak, s_ticks, s_mtick, s_hub_wanted, s_timers,
-    s_npoll, s_hub, s_free, s_free_max, s_main, s_gs;
+static Py_ssize_t s_cur, s_runnext, s_runq, s_streak, s_ticks, s_mtick, s_iofront, s_hub_wanted,
+    s_timers, s_npoll, s_hub, s_free, s_free_max, s_main, s_gs;
 
 /* Objects from init(): the state strings, the Python twins and helpers. Strong references. */
 static PyObject *st_runnable, *st_running, *st_waiting;
@@ -194,6 +194,23 @@ static int pe_set_int(PyObject *o, Py_ssize_t off, Py_ssize_t v)
     return 0;
 }
 
+/* The 64-bit word behind the memoryview o (Scheduler.ticks, .mtick or .iofront), or NULL with an
+ * exception when o is not one (a scheduler whose fields were replaced). GIL held. */
+static inline uint64_t *pe_word(PyObject *o)
+{
+    if (PyMemoryView_Check(o)) {
+        Py_buffer *view = PyMemoryView_GET_BUFFER(o);
+        if (view->len == (Py_ssize_t)sizeof(uint64_t) && !view->readonly)
+            return (uint64_t *)view->buf;
+        PyErr_Format(PyExc_TypeError, "scheduler word: want a writable 8-byte memoryview, not "
+                     "a %s%zd-byte one", view->readonly ? "read-only " : "", view->len);
+        return NULL;
+    }
+    PyErr_Format(PyExc_TypeError, "scheduler word: want a writable 8-byte memoryview, not %.100s",
+                 Py_TYPE(o)->tp_name);
+    return NULL;
+}
+
 /* _park.take_direct(s): the next G for a G-to-G switch (fairness rules 1, 2 and 4), or None when
  * the hub must choose. New reference, or NULL with an exception. GIL held. */
 static PyObject *pe_take_direct(PyObject *s)
@@ -227,6 +244,11 @@ static PyObject *pe_take_direct(PyObject *s)
         Py_RETURN_NONE;          /* rule 4: a G needing a new greenlet is started by the hub */
     if (pe_set_int(s, s_streak, 0) < 0)
         return NULL;
+    uint64_t *iofront = pe_word(SLOT(s, s_iofront));     /* _park.queue_io's segment */
+    if (iofront == NULL)
+        return NULL;
+    if (*iofront)
+        --*iofront;
     return pe_popleft(runq);
 }
 
@@ -245,23 +267,6 @@ static PyObject *pe_bind(PyObject *s, PyObject *g)
     }
     SET(g, g_glet, glet);
     return glet;
-}
-
-/* The 64-bit word behind the memoryview o (Scheduler.ticks or .mtick), or NULL with an
- * exception when o is not one (a scheduler whose fields were replaced). GIL held. */
-static inline uint64_t *pe_word(PyObject *o)
-{
-    if (PyMemoryView_Check(o)) {
-        Py_buffer *view = PyMemoryView_GET_BUFFER(o);
-        if (view->len == (Py_ssize_t)sizeof(uint64_t) && !view->readonly)
-            return (uint64_t *)view->buf;
-        PyErr_Format(PyExc_TypeError, "scheduler word: want a writable 8-byte memoryview, not "
-                     "a %s%zd-byte one", view->readonly ? "read-only " : "", view->len);
-        return NULL;
-    }
-    PyErr_Format(PyExc_TypeError, "scheduler word: want a writable 8-byte memoryview, not %.100s",
-                 Py_TYPE(o)->tp_name);
-    return NULL;
 }
 
 /* s.ticks[0] += 1 (the switch count); returns the new count, or 0 with an exception (the count
@@ -1368,6 +1373,7 @@ static PyObject *pe_init(PyObject *self, PyObject *cfg)
         {&c_sendq, C, "_sendq"}, {&c_closed, C, "_closed"},
         {&s_cur, S, "cur"}, {&s_runnext, S, "runnext"}, {&s_runq, S, "runq"},
         {&s_streak, S, "streak"}, {&s_ticks, S, "ticks"}, {&s_mtick, S, "mtick"},
+        {&s_iofront, S, "iofront"},
         {&s_hub_wanted, S, "hub_wanted"}, {&s_timers, S, "timers"}, {&s_npoll, S, "npoll"},
         {&s_hub, S, "hub"}, {&s_free, S, "free"}, {&s_free_max, S, "free_max"},
         {&s_main, S, "main"}, {&s_gs, S, "gs"},

@@ -63,7 +63,7 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/epoll.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
@@ -95,6 +95,7 @@ static const ssize_t *_Atomic pe_sm_runq_len;
 static void *const *_Atomic pe_sm_runnext;
 static void *pe_sm_none;
 static _Atomic int pe_sm_epfd = -1;
+static const uint64_t *_Atomic pe_sm_iofront; /* I/O-woken Gs queued, not yet run (_netpoll 6) */
 
 #define LOAD(f) __atomic_load_n(&pe_sm.f, __ATOMIC_ACQUIRE)
 #define STORE(f, v) __atomic_store_n(&pe_sm.f, (v), __ATOMIC_RELEASE)
@@ -157,6 +158,16 @@ PE_HIDDEN int pe_sysmon_on_signal(int32_t tid)
     return 1;
 }
 
+/* Whether the hub's epoll has an event ready: 1, 0, or -1 on error. poll() on the epoll fd,
+ * never epoll_wait(): that would take the events, and an edge-triggered fd's (_netpoll.py
+ * invariant 2) would then be gone for the hub. Polling an epoll fd only looks at its ready
+ * list. sysmon thread only. */
+static int pe_sysmon_epoll_ready(int epfd)
+{
+    struct pollfd p = {.fd = epfd, .events = POLLIN};
+    return poll(&p, 1, 0);
+}
+
 /* 1 when a goroutine other than the running one could run, or the hub has work: the switch a
  * request causes would do something. Racy reads by design (see the top). sysmon thread only. */
 static int pe_sysmon_other_work(int64_t now, int64_t deadline)
@@ -173,26 +184,23 @@ static int pe_sysmon_other_work(int64_t now, int64_t deadline)
     if (next && next != pe_sm_none)
         return 1;
     int epfd = atomic_load(&pe_sm_epfd);
-    if (epfd >= 0) {
-        struct epoll_event ev;
-        /* level-triggered: looking does not consume the readiness the hub will see */
-        if (epoll_wait(epfd, &ev, 1, 0) != 0)
-            return 1; /* ready, or an error (a closed fd): let the hub find out */
-    }
+    if (epfd >= 0 && pe_sysmon_epoll_ready(epfd) != 0)
+        return 1; /* ready, or an error (a closed fd): let the hub find out */
     return 0;
 }
 
-/* 1 when the hub's epoll has something ready: a watched fd, or the eventfd (an offload call
- * finished, a signal handler left hub work). Level-triggered, so looking does not consume what
- * the hub will see. Go's sysmon polls the network the same way when nobody has for a while.
- * sysmon thread only. */
+/* 1 when I/O has work for the hub or the run queue: a G that I/O woke waits at the run queue's
+ * head (_netpoll.py invariant 6), or the hub's epoll has something ready — a watched fd, or the
+ * eventfd (an offload call finished, a signal handler left hub work). Looking at the epoll does
+ * not consume what the hub will see. Go's sysmon polls the network the same way when nobody has
+ * for a while. Racy read of a word the M writes (see the top). sysmon thread only. */
 static int pe_sysmon_io_ready(void)
 {
+    const uint64_t *iofront = atomic_load(&pe_sm_iofront);
+    if (iofront && __atomic_load_n(iofront, __ATOMIC_RELAXED) > 0)
+        return 1;
     int epfd = atomic_load(&pe_sm_epfd);
-    if (epfd < 0)
-        return 0;
-    struct epoll_event ev;
-    return epoll_wait(epfd, &ev, 1, 0) > 0;
+    return epfd >= 0 && pe_sysmon_epoll_ready(epfd) > 0;
 }
 
 /* 1 while CPython has a Python-level signal handler tripped and not yet run. sysmon only. */
@@ -201,14 +209,17 @@ static int pe_sysmon_signal_tripped(void)
     return pe_sm_sig_tripped && __atomic_load_n(pe_sm_sig_tripped, __ATOMIC_RELAXED) != 0;
 }
 
-int pe_sysmon_watch_work(void *runq, void *sched, void *runnext_descr, void *none, int epfd)
+int pe_sysmon_watch_work(void *runq, void *sched, void *runnext_descr, void *none, int epfd,
+                         const uint64_t *iofront)
 {
     if (!runq || !sched || !runnext_descr) {
         atomic_store(&pe_sm_runq_len, NULL);
         atomic_store(&pe_sm_runnext, NULL);
         atomic_store(&pe_sm_epfd, -1);
+        atomic_store(&pe_sm_iofront, NULL);
         return PE_OK;
     }
+    atomic_store(&pe_sm_iofront, iofront);
     ssize_t off = pe_py_member_offset(runnext_descr);
     if (off < 0)
         return PE_INVALID;
@@ -443,7 +454,7 @@ void pe_sysmon_stop(void)
         pe_sm_started = 0;
         atomic_store(&pe_sm_m_tid, 0);
     }
-    pe_sysmon_watch_work(NULL, NULL, NULL, NULL, -1);
+    pe_sysmon_watch_work(NULL, NULL, NULL, NULL, -1, NULL);
     pthread_mutex_unlock(&pe_sm_mu);
 }
 
@@ -457,4 +468,5 @@ PE_HIDDEN void pe_sysmon_atfork_child(void)
     atomic_store(&pe_sm_runq_len, NULL);
     atomic_store(&pe_sm_runnext, NULL);
     atomic_store(&pe_sm_epfd, -1);
+    atomic_store(&pe_sm_iofront, NULL);
 }

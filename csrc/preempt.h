@@ -166,10 +166,14 @@ pe_sysmon_shared_t *pe_sysmon_shared(void);
 void pe_sysmon_kick(void);
 /* Tell sysmon where to look for "another goroutine could run": the run queue (a deque: its
  * length), the scheduler's runnext slot (sched + the offset its member descriptor gives; none is
- * the object that means empty) and the poller's epoll fd (-1: none). While these are set, a slice
- * ends without a request when nothing else could run (DESIGN.md §4). All NULL: forget them.
- * The objects must outlive sysmon or the next call. M thread, GIL held. PE_OK or PE_INVALID. */
-int pe_sysmon_watch_work(void *runq, void *sched, void *runnext_descr, void *none, int epfd);
+ * the object that means empty), the poller's epoll fd (-1: none) and the count of I/O-woken Gs
+ * queued at the run queue's head (the scheduler's iofront word; NULL: none). While these are
+ * set, a slice ends without a request when nothing else could run (DESIGN.md §4), and a G that
+ * has run an I/O slice is preempted when an fd is ready or an I/O-woken G waits. All NULL:
+ * forget them. The objects must outlive sysmon or the next call. M thread, GIL held. PE_OK or
+ * PE_INVALID. */
+int pe_sysmon_watch_work(void *runq, void *sched, void *runnext_descr, void *none, int epfd,
+                         const uint64_t *iofront);
 /* What the preempt hook asks the trampoline to do once the goroutine may continue. */
 #define PE_HOOK_CONTINUE         0
 #define PE_HOOK_RAISE_INTERRUPT  1  /* KeyboardInterrupt at the next bytecode after the call */

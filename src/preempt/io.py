@@ -32,7 +32,10 @@ def _fileno(fd: Any) -> int:
     return fd if isinstance(fd, int) else fd.fileno()
 
 
-def _wait(fd: Any, event: int, timeout: Optional[float], what: str) -> bool:
+def _wait(fd: Any, event: int, timeout: Optional[float], what: str, owner: Any = None) -> bool:
+    """Parks the running G until fd is ready for event (True) or the timeout passes (False).
+    ``owner``: the socket that owns fd (its fd stays registered, ``_netpoll.py`` invariant 2;
+    True may then also mean "ready a moment ago": the caller retries its operation)."""
     if timeout is not None and not (type(timeout) is float and 0.0 <= timeout <= TIMEOUT_MAX):
         timeout = check_timeout(timeout, what)        # rules in _runtime/_timeouts.py
     s = _park.check_sched(what)
@@ -43,7 +46,9 @@ def _wait(fd: Any, event: int, timeout: Optional[float], what: str) -> bool:
         r, w, _ = _select.select([fd] if event == READ else [], [fd] if event == WRITE else [],
                                  [], 0)
         return bool(r or w)
-    w = s.poller.watch(fd, event, s.cur)
+    w = s.poller.watch(fd, event, s.cur, owner)
+    if w is None:
+        return True                 # an edge came since its last wait: try again
     if timeout is not None:
         w.timer = add_timer(s, monotonic() + timeout, type(w).fire_timeout, w)
     try:

@@ -70,6 +70,7 @@ from greenlet import getcurrent as _getcurrent
 
 from ._runtime import _park
 from ._runtime._netpoll import READ as _READ, WRITE as _WRITE
+from .io import _wait as _park_on
 
 __all__ = list(_std.__all__)
 
@@ -91,8 +92,10 @@ def _here() -> Any:
     return None
 
 
-def _wait(fd: int, event: int, deadline: Optional[float]) -> None:
-    """Waits until ``fd`` is ready for ``event`` or ``deadline`` (monotonic) passes.
+def _wait(fd: int, event: int, deadline: Optional[float], owner: Any = None) -> None:
+    """Waits until ``fd`` is ready for ``event`` or ``deadline`` (monotonic) passes. ``owner``,
+    the socket whose fd it is, keeps it registered in the hub's epoll for its life; such a
+    wait may return early (it was ready a moment ago): callers retry and wait again.
 
     Raises:
         socket.timeout: The deadline passed.
@@ -100,9 +103,7 @@ def _wait(fd: int, event: int, deadline: Optional[float]) -> None:
     """
     timeout = None if deadline is None else max(0.0, deadline - _monotonic())
     if _here() is not None:
-        from .io import _wait as _park_on
-
-        if not _park_on(fd, event, timeout, "preempt.socket"):
+        if not _park_on(fd, event, timeout, "preempt.socket", owner):
             raise _timeout_error("timed out")
         return
     p = _poll()
@@ -266,7 +267,7 @@ class socket(_Base):
                     raise                # rule 7: the kernel's answer, as for a blocking fd
             if deadline is None and t is not None:
                 deadline = _monotonic() + t
-            _wait(self.fileno(), event, deadline)
+            _wait(self.fileno(), event, deadline, self)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         return self._io(_C.recv, _READ, bufsize, flags, nowait=_nowait(flags))
@@ -320,7 +321,7 @@ class socket(_Base):
                 except BlockingIOError:
                     if t == 0.0 or (t is None and _nowait(flags)):
                         raise            # rule 7
-                _wait(self.fileno(), _WRITE, deadline)
+                _wait(self.fileno(), _WRITE, deadline, self)
 
     def accept(self) -> tuple:
         """As the stdlib's; the new socket is a ``preempt.socket.socket`` too."""
@@ -356,9 +357,11 @@ class socket(_Base):
             # a full listen backlog: a blocking connect() waits for room; retry when writable
             deadline = None if t is None else _monotonic() + t
             while err == _errno.EAGAIN:
-                _wait(self.fileno(), _WRITE, deadline)
+                _wait(self.fileno(), _WRITE, deadline, self)
                 err = _C.connect_ex(self, address)
             return err
+        # no owner: SO_ERROR is read once, so this wait must mean "connected or failed", never
+        # "maybe" (an owned wait may return on an old edge)
         _wait(self.fileno(), _WRITE, None if t is None else _monotonic() + t)
         return self.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
 

@@ -74,7 +74,7 @@ class SSLSocket(_std.SSLSocket, _psocket.socket):
             if deadline is None and t is not None:
                 deadline = _monotonic() + t
             try:
-                _psocket._wait(self.fileno(), event, deadline)
+                _psocket._wait(self.fileno(), event, deadline, self)   # retried: may be early
             except _psocket.timeout:
                 raise _psocket.timeout(f"The {what} operation timed out") from None
 

@@ -116,20 +116,24 @@ class CoreMonitor(NullMonitor):
         self.set_next_deadline(t[0][0] if t else None)
 
     def watch_work(self) -> None:
-        """Tells sysmon where the run queue, runnext and the poller's epoll are, so a slice ends
-        without a request when nothing else could run (pe_sysmon.c). M thread, in run()."""
+        """Tells sysmon where the run queue, runnext, the poller's epoll and the count of
+        I/O-woken Gs are, so a slice ends without a request when nothing else could run and a
+        G is preempted after an I/O slice when I/O has work (pe_sysmon.c). M thread, in run()."""
         s = self.sched
         ffi, lib = _corelib.core()
         descr = type(s).__dict__.get("runnext")
         try:
-            epfd = s.poller.sel.fileno()
+            epfd = s.poller.fileno()
         except Exception:
             epfd = -1
+        # the bytearray under the memoryview: an exported memoryview cannot be cleared by
+        # the garbage collector (a BufferError, then a crash, when a scheduler cycle is freed)
+        self._iofront = ffi.from_buffer("uint64_t[]", s.iofront.obj)   # keeps the word alive
         rc = lib.pe_sysmon_watch_work(ffi.cast("void *", id(s.runq)), ffi.cast("void *", id(s)),
                                       ffi.cast("void *", id(descr)), ffi.cast("void *", id(None)),
-                                      epfd)
+                                      epfd, self._iofront)
         if rc != lib.PE_OK:   # not a slot: sysmon keeps making a request at every slice
-            lib.pe_sysmon_watch_work(ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, -1)
+            lib.pe_sysmon_watch_work(ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, -1, ffi.NULL)
 
     def _kick(self) -> None:
         """Wakes sysmon, keeping the M's errno: a goroutine (or a signal handler interrupting

@@ -289,10 +289,7 @@ def _yield(s: Scheduler, g: Goroutine, front: bool, via_hub: bool) -> None:
     g.wait_reason = None
     q = s.runq
     if front:
-        i, n = 0, len(q)
-        while i < n and q[i].io_turn:
-            i += 1
-        q.insert(i, g)
+        q.insert(min(s.iofront[0], len(q)), g)   # behind the I/O-woken Gs (_netpoll.py 6)
     else:
         q.append(g)
     s.ticks[0] = tick = s.ticks[0] + 1
@@ -333,7 +330,47 @@ def pick(s: Scheduler) -> Optional[Goroutine]:
         s.runq.append(nxt)
     s.streak = 0
     q = s.runq
-    return q.popleft() if q else None
+    if not q:
+        return None
+    f = s.iofront
+    if f[0]:
+        f[0] -= 1
+    return q.popleft()
+
+
+def unqueue(s: Scheduler, g: Goroutine) -> bool:
+    """Takes g out of the run queue wherever it is (False: it was not there), keeping the
+    I/O segment's count (:func:`queue_io`) right. Runtime code on the M."""
+    q = s.runq
+    try:
+        i = q.index(g)
+    except ValueError:
+        return False
+    del q[i]
+    f = s.iofront
+    if i < f[0]:
+        f[0] -= 1
+    return True
+
+
+def queue_io(s: Scheduler, gs: Any) -> None:
+    """Queues runnable Gs that I/O brought (``_netpoll.py`` invariant 6): in order, behind the
+    I/O-brought Gs that have not run yet (the first ``s.iofront`` of the run queue), ahead of
+    every G that was preempted or readied otherwise. Runtime code on the M."""
+    q = s.runq
+    f = s.iofront
+    k = f[0]
+    n = len(q)
+    if k >= n:
+        k = n
+        q.extend(gs)
+    elif k == 0:
+        q.extendleft(reversed(gs))
+    else:
+        q.rotate(-k)
+        q.extendleft(reversed(gs))
+        q.rotate(k)
+    f[0] = k + len(gs)
 
 
 def take_direct(s: Scheduler) -> Optional[Goroutine]:
@@ -362,6 +399,9 @@ def take_direct(s: Scheduler) -> Optional[Goroutine]:
     if nxt.glet is None and not s.free:
         return None
     s.streak = 0
+    f = s.iofront
+    if f[0]:
+        f[0] -= 1
     return q.popleft()
 
 

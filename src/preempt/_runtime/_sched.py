@@ -71,8 +71,8 @@ class Scheduler:
 
     # The hand-off path's fields are slots: the C version of it (csrc/pe_hot.c) reads them at
     # fixed offsets. Everything else lives in __dict__.
-    __slots__ = ("cur", "runnext", "runq", "streak", "ticks", "mtick", "hub_wanted", "timers",
-                 "npoll", "hub", "free", "free_max", "main", "gs", "spawned", "__dict__")
+    __slots__ = ("cur", "runnext", "runq", "streak", "ticks", "mtick", "iofront", "hub_wanted",
+                 "timers", "npoll", "hub", "free", "free_max", "main", "gs", "spawned", "__dict__")
 
     def __init__(self, slice_seconds: float) -> None:
         self.ident = threading.get_ident()
@@ -95,6 +95,9 @@ class Scheduler:
         # The switch count, bumped at every switch: a machine word, so that the C path counts
         # with an add instead of allocating an int per switch. ``tick`` reads it.
         self.ticks = new_word()
+        # How many Gs at the head of runq were put there by I/O and have not run yet: the
+        # I/O-woken Gs' FIFO segment (_netpoll.py invariant 6). A word: sysmon reads it.
+        self.iofront = new_word()
         self.spawned = 0
         self.npreempt = 0
         self.ndeferred = 0
@@ -244,10 +247,7 @@ class Scheduler:
             g.wake_exc = exc
             if g.glet is not None:     # move it to the front: runnext
                 if self.runnext is not g:
-                    try:
-                        self.runq.remove(g)
-                    except ValueError:
-                        pass
+                    _park.unqueue(self, g)
                     _park.ready(g, True)
         elif g.state is not DEAD:      # running: it interrupted itself (cancel(), a handler)
             self._keep(g, exc)
@@ -265,6 +265,7 @@ class Scheduler:
         keep = [g for g in q if g.glet is not None]
         q.clear()
         q.extend(keep)
+        self.iofront[0] = 0
         if self.runnext is not None and self.runnext.glet is None:
             self.runnext = None
         if self.gs:
@@ -286,10 +287,7 @@ class Scheduler:
         self.gs.pop(g.id, None)
         if self.runnext is g:
             self.runnext = None
-        try:
-            self.runq.remove(g)
-        except ValueError:
-            pass
+        _park.unqueue(self, g)
         b = g.blocker
         if b is not None:
             b.cancel()
@@ -646,15 +644,17 @@ def go(fn: Callable[..., Any], *args: Any, name: Optional[str] = None, preemptib
 
 
 def go_first(fn: Callable[..., Any], *args: Any, name: Optional[str] = None) -> Goroutine:
-    """go(), with the new G at the front of the run queue instead of the back: for work that
-    I/O just brought, such as a connection the accept loop took (``_netpoll.py`` invariant
-    6: it runs ahead of the goroutines that were preempted). Runtime code in a G."""
+    """go(), with the new G queued as I/O work instead of at the back: for work that I/O just
+    brought, such as a connection the accept loop took (``_netpoll.py`` invariant 6: it runs
+    ahead of the goroutines that were preempted, behind the I/O-woken ones queued before it).
+    Runtime code in a G."""
     g = go(fn, *args, name=name)
     g.io_turn = True
-    q = _park.sched.runq
+    s = _park.sched
+    q = s.runq
     if q and q[-1] is g:
         q.pop()
-        q.appendleft(g)
+        _park.queue_io(s, (g,))
     return g
 
 
