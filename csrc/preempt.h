@@ -149,7 +149,7 @@ typedef struct {
     uint64_t n_signals;
     uint64_t n_alone;          /* slices that ended with nothing else to run: no request made */
     uint64_t n_signal_kicks;   /* signals sent because a Python signal handler was not run */
-    uint64_t n_io_requests;    /* requests made because the hub's epoll became ready */
+    uint64_t n_io_requests;    /* requests made for I/O: an fd ready, an I/O-woken G waiting */
 } pe_sysmon_shared_t;
 
 /* Start the monitor thread for the calling thread, the M (registered as m_slot/m_gen). Requests

@@ -312,16 +312,29 @@ class socket(_Base):
         """Sends all of ``data``; the timeout bounds the whole call (rule 1)."""
         t = self._ptimeout
         deadline = None if t is None else _monotonic() + t
+        off, blocked = 0, False
+        if type(data) is bytes:         # the common case: one send(), no memoryview
+            try:
+                off = _C.send(self, data, flags)
+            except BlockingIOError:
+                if t == 0.0 or (t is None and _nowait(flags)):
+                    raise               # rule 7
+                blocked = True
+            else:
+                if off == len(data):
+                    return
         with memoryview(data) as view, view.cast("B") as b:
-            n, off = len(b), 0
+            n = len(b)
             while off < n:
+                if blocked:
+                    _wait(self.fileno(), _WRITE, deadline, self)
                 try:
                     off += _C.send(self, b[off:], flags)
-                    continue
+                    blocked = False
                 except BlockingIOError:
                     if t == 0.0 or (t is None and _nowait(flags)):
-                        raise            # rule 7
-                _wait(self.fileno(), _WRITE, deadline, self)
+                        raise           # rule 7
+                    blocked = True
 
     def accept(self) -> tuple:
         """As the stdlib's; the new socket is a ``preempt.socket.socket`` too."""
