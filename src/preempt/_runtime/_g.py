@@ -109,7 +109,7 @@ class Goroutine:
         self.waiter: Any = None          # cached Waiter for plain Chan send/recv (chan.py)
         self.reporter: Optional[ExcReporter] = None   # invariant 6: an unretrieved exception
         self.scopes: Optional[list] = None   # the cancel scopes it is in, outermost first
-        self.io_turn = False             # woken by I/O, not preempted since (_netpoll.py 6)
+        self.io_turn = 0                 # front re-queues left in this I/O wake (_netpoll.py 6)
 
     def __repr__(self) -> str:
         return f"<Goroutine {self.id} {self.name!r} {self.state}>"

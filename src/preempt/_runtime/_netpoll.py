@@ -69,12 +69,25 @@ Invariants:
    While a G runs, sysmon looks every 0.5 ms (``_rules.IO_SLICE``) at this epoll and at the
    segment: once the G has run for 0.5 ms and an fd is ready or a woken G waits, it asks for a
    preemption (reason I/O); the preempted G passes through the hub, which polls
-   (``_park.yield_preempted``). So a request that arrives while CPU-bound goroutines run waits
+   (``_park.yield_preempted``). And when a poll queues woken Gs while Gs that I/O did not
+   bring are runnable too (computing ones), it arms a timer one I/O slice ahead: the woken
+   get that long, then the running G is preempted and the hub polls again. sysmon only sees a
+   switch when it wakes, so its own look can come up to a slice late; the timer keeps the
+   poll's rhythm at 0.5 ms beside computing Gs (a light request's p50 0.53 ms, not 0.61).
+   With only I/O-woken Gs runnable no timer is armed: they give up the CPU by themselves,
+   and a timer would preempt them for nothing (1,500 times a second under wrk, each a hook
+   run and often a signal). So a request that arrives while CPU-bound goroutines run waits
    about 0.5 ms, not whole slices, and a heavy request woken with light ones ahead of them in
-   the segment holds them up 0.5 ms, not a slice. An I/O-woken G preempted so in its first turn
-   (``g.io_turn``; not at the end of a slice) goes back ahead of the preempted Gs, behind the
-   woken ones (``_park.yield_preempted(front=True)``). Only once per wake: a heavy request gets
-   two turns at most before it queues behind the others.
+   the segment holds them up 0.5 ms, not a slice. An I/O-woken G preempted so
+   (not at the end of a slice) goes back ahead of the preempted Gs, to the tail of the woken
+   ones' segment, which Gs woken later join behind it (``_park.yield_preempted(front=True)``;
+   just ahead of the segment's end, it was overtaken by every poll under sustained load:
+   1,000 switches and more). Once per wake (``_rules.IO_TURNS``, ``g.io_turn`` counts down): a
+   heavy request gets one I/O slice ahead of the preempted Gs, then queues behind them. A cut
+   it did not have the whole slice for does not count: the I/O slice timer fires at whatever
+   runs, and only the first G switched in after the poll that armed it had the slice
+   (``poller.io_tick``; counting every cut, a light G the timer happened to hit twice waited
+   behind every computing G's slice).
 """
 
 from __future__ import annotations
@@ -89,7 +102,8 @@ from weakref import ref
 
 from .._errors import PreemptError
 from . import _park
-from ._rules import RUNNABLE
+from ._rules import IO_SLICE, IO_TURNS, RUNNABLE
+from ._timers import add_timer
 
 if TYPE_CHECKING:
     from ._g import Goroutine
@@ -106,6 +120,10 @@ _WAKES_READ = _EPOLLIN | _EPOLLRDHUP | _ERRS
 _WAKES_WRITE = _EPOLLOUT | _ERRS
 _KEPT_MASK = _EPOLLIN | _EPOLLOUT | _EPOLLRDHUP | _EPOLLET   # an owned fd's, for its life
 _LT = {READ: _EPOLLIN, WRITE: _EPOLLOUT, READ | WRITE: _EPOLLIN | _EPOLLOUT}
+
+
+def _io_slice_over(_: Any) -> None:
+    """The I/O slice timer: its being due is what makes sysmon preempt the running G. Hub."""
 
 
 class FdWaiter:
@@ -163,6 +181,8 @@ class Poller:
         self.nwatched = 0                   # fds with a waiter (the sweep's, invariant 5)
         self.completions: deque = deque()   # (callback, arg) from offload threads
         self.next_sweep = 0.0               # when to look for closed watched fds (invariant 5)
+        self.io_slice_end = 0.0             # when the armed I/O slice timer fires (invariant 6)
+        self.io_tick = -2                   # the switch count when it was armed
 
     def fileno(self) -> int:
         """The epoll fd (sysmon looks at it, pe_sysmon.c)."""
@@ -428,9 +448,18 @@ class Poller:
             for g in woke:
                 g.state = RUNNABLE
                 g.blocker = None
-                g.io_turn = True
+                g.io_turn = IO_TURNS
             n = len(woke)
-            _park.queue_io(self.s, woke)         # invariant 6
+            s = self.s
+            _park.queue_io(s, woke)              # invariant 6
+            if len(s.runq) > s.iofront[0]:
+                # Gs that I/O did not bring are runnable too (computing ones): the woken get
+                # an I/O slice each, then the poll comes round again (invariant 6)
+                now = _park.monotonic()
+                if now >= self.io_slice_end:
+                    self.io_slice_end = now + IO_SLICE
+                    self.io_tick = s.ticks[0]    # the next G switched in has the slice
+                    add_timer(s, self.io_slice_end, _io_slice_over, None)
         comp = self.completions
         while comp:
             fn, arg = comp.popleft()

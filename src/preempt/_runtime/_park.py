@@ -262,8 +262,9 @@ def yield_preempted(s: Scheduler, g: Goroutine, front: bool = False) -> None:
     """The preemption hook's way out: gosched() for g, counted. Python-level handler only.
 
     The G goes to the tail of the run queue; with ``front`` (an I/O-woken G cut short in its
-    first turn, ``_netpoll.py`` invariant 6) ahead of the preempted Gs instead, behind the
-    I/O-woken Gs that have not run yet, and through the hub, which runs the due timer.
+    first turn, ``_netpoll.py`` invariant 6) ahead of the preempted Gs instead, at the tail of
+    the I/O-woken Gs that have not run yet (of which it is one again: Gs woken later queue
+    behind it, never ahead), and through the hub, which runs the due timer.
 
     When fds are watched it goes through the hub, which polls them first: the Gs a ready fd
     wakes go to the front of the run queue. A G preempted at the end of its slice has run for a
@@ -287,11 +288,10 @@ def _yield(s: Scheduler, g: Goroutine, front: bool, via_hub: bool) -> None:
     loop = loop_away()
     g.state = RUNNABLE
     g.wait_reason = None
-    q = s.runq
     if front:
-        q.insert(min(s.iofront[0], len(q)), g)   # behind the I/O-woken Gs (_netpoll.py 6)
+        queue_io(s, (g,))           # the I/O segment's tail (_netpoll.py 6): not overtaken
     else:
-        q.append(g)
+        s.runq.append(g)
     s.ticks[0] = tick = s.ticks[0] + 1
     e = _errno_p
     saved = e[0]

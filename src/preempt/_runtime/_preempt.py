@@ -84,7 +84,7 @@ from greenlet import getcurrent
 
 from . import _park
 
-from ._rules import REASON_SLICE
+from ._rules import REASON_SLICE, REASON_TIMER
 
 # The interpreter's own settrace/gettrace: _trace.py wraps the sys ones while run() runs.
 _orig_settrace = sys.settrace
@@ -271,11 +271,18 @@ def _preempt_hook(signum: int = 0, frame: Optional[FrameType] = None, *,
             g.preempt_pending = True                    # not consumed: a re-send re-checks
             s.ndeferred += 1
             return
-        # netpoll invariant 6: an I/O-woken G cut short by a timer or I/O request in its first
-        # turn keeps its place ahead of the preempted Gs (read before the ack: after it, sysmon
-        # may make the next request)
-        front = g.io_turn and mon.req_reason() != REASON_SLICE
-        g.io_turn = False
+        # netpoll invariant 6: an I/O-woken G cut short by a timer or I/O request keeps its
+        # place ahead of the preempted Gs (read before the ack: after it, sysmon may make the
+        # next request). That uses up its turn, unless a timer cut it short that it did not
+        # have the whole of: the I/O slice timer fires at whatever runs, and only the first
+        # G switched in after the poll that armed it had the slice.
+        turns = g.io_turn
+        reason = mon.req_reason()
+        front = turns > 0 and reason != REASON_SLICE
+        if not front:
+            g.io_turn = 0
+        elif reason != REASON_TIMER or s.mtick[0] == s.poller.io_tick + 1:
+            g.io_turn = turns - 1
         s.consumed_seq = seq
         mon.ack(seq)
         g.preempt_pending = False

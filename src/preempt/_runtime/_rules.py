@@ -32,6 +32,11 @@ POLL_EVERY = 61
 IO_SLICE_NS = 500_000
 IO_SLICE = IO_SLICE_NS / 1e9
 
+# How many I/O slices a G woken by I/O gets ahead of the preempted Gs per wake
+# (``_netpoll.py`` invariant 6): cut short by a timer or I/O request once it had one, it
+# queues behind them. A timer it did not have the whole slice of does not count.
+IO_TURNS = 1
+
 # Why the monitor asked for a preemption (``monitor.req_reason()``; preempt.h PE_REASON_*).
 REASON_SLICE = 1        # the G used its slice
 REASON_TIMER = 2        # a timer is due while the G computes

@@ -52,7 +52,7 @@ from . import _fork  # noqa: F401  (registers the at-fork handlers, once per pro
 from . import _cancel, _csysmon, _g, _park, _preempt, _signals, _sysmon, _trace
 from ._cancel import outranks
 from ._g import Goroutine
-from ._rules import DEAD, RUNNABLE, WAITING
+from ._rules import DEAD, IO_TURNS, RUNNABLE, WAITING
 from ._netpoll import Poller
 from ._timers import add_timer, next_deadline, run_timers
 
@@ -649,7 +649,7 @@ def go_first(fn: Callable[..., Any], *args: Any, name: Optional[str] = None) -> 
     ahead of the goroutines that were preempted, behind the I/O-woken ones queued before it).
     Runtime code in a G."""
     g = go(fn, *args, name=name)
-    g.io_turn = True
+    g.io_turn = IO_TURNS
     s = _park.sched
     q = s.runq
     if q and q[-1] is g:
