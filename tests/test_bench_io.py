@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from preempt.bench import io
-from preempt.bench.io import _launch, _server, _wrk
+from preempt.bench.io import _client, _launch, _server, _wrk
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -156,22 +156,38 @@ def test_io_is_an_extra_and_plotted(tmp_path):
     assert [p.rsplit("/", 1)[-1] for p in paths] == ["io.png"]
 
 
+@pytest.mark.parametrize("mode", _client.MODES)
+def test_both_clients_hold_every_connection_open_and_check_each_answer(mode):
+    srv = _launch.start("preempt", exit_after_conns=4, timeout=30)
+    try:
+        assert _client.MODES[mode](srv.port, 4, 25, timeout=10) == {"connections": 4,
+                                                                     "requests": 100}
+        assert srv.proc.wait(timeout=10) == 0   # the 4 connections ended: the server exits
+    finally:
+        assert srv.stop() == ""
+
+
 def test_instructions_per_request_cancel_start_up():
     from conftest import need_tool
 
     need_tool("valgrind")
-    # tiny sizes here (5 connections, 2 and 42 requests each); the real run uses 50 x 20/100
-    res = io.instructions(("preempt",), sizes=(2, 42), conns=5, repeat=1)
-    per = res["servers"]["preempt"]["per_request"]
+    # tiny sizes here (5 connections, 2 and 42 requests each, one client mode); the real run
+    # uses 50 x 20 and 100, both modes
+    res = io.instructions(("preempt",), sizes=(2, 42), conns=5, modes=("in turn",))
+    per = res["servers"]["preempt"]["in turn"]["per_request"]
     # a request is thousands of instructions at least (a wake-up, a read, a write, the
     # handler), and far below one run's start-up (~300 million) spread over 200 requests
     assert 2_000 < per < 500_000, res
-    assert "preempt" in io.instructions_report(res)
+    text = io.instructions_report(res)
+    assert "preempt" in text and "in turn (1 in flight)" in text
 
 
-def test_the_instructions_command_refuses_bad_sizes():
+def test_the_instructions_command_refuses_bad_sizes_and_modes(capsys):
     from preempt.bench.io.__main__ import main
 
-    with pytest.raises(SystemExit) as e:
-        main(["--instructions", "--sizes", "9,3"])
-    assert e.value.code == 2
+    for bad in (["--sizes", "9,3"], ["--modes", "sideways"], ["--repeat", "0"]):
+        with pytest.raises(SystemExit) as e:
+            main(["--instructions", *bad])
+        assert e.value.code == 2, bad
+    err = capsys.readouterr().err
+    assert "--sizes must be two request counts" in err and "--modes must be among" in err

@@ -23,7 +23,7 @@ timeouts and cancellations for N seconds, checked for anything lost. Run it by n
     python -m preempt.bench --only gevent       # gevent heartbeat: alone vs preempt.gevent.enable()
 
 The io benchmark's load-independent half, instructions per request under callgrind, has its own
-command: ``python -m preempt.bench.io --instructions`` (needs valgrind; about 1.5 minutes).
+command: ``python -m preempt.bench.io --instructions`` (needs valgrind; about a minute).
 
 The exit status is 1 when a soak found anything lost, duplicated, hung or failed.
 """

@@ -12,11 +12,13 @@ each in its own process pinned to one CPU. Two measurements:
    errors over 10, 50 and 200 keep-alive connections, and over 50 connections in
    ``Connection: close`` mode, where every request also costs an accept and a new task;
 2. instructions per request under callgrind (``_instructions.py``), the figure that a noisy
-   machine cannot move: ``python -m preempt.bench.io --instructions``.
+   machine cannot move, with one request in flight and with one per connection:
+   ``python -m preempt.bench.io --instructions``.
 
 Runtimes whose library is not installed (gevent, uvloop) are reported as skipped, with why.
 The layout: ``_server.py`` the servers, ``_launch.py`` starting one, ``_wrk.py`` the wrk runs and
-their table, ``_client.py`` and ``_instructions.py`` the instruction count.
+their table, ``_client.py`` (the fixed-work clients) and ``_instructions.py`` the instruction
+count.
 """
 
 from __future__ import annotations

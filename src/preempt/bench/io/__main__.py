@@ -3,7 +3,7 @@
     python -m preempt.bench.io                       # the wrk runs (as --only io does)
     python -m preempt.bench.io --quick               # 1 s runs
     python -m preempt.bench.io --instructions        # instructions per request (valgrind)
-    python -m preempt.bench.io --instructions --kinds preempt,gevent,asyncio
+    python -m preempt.bench.io --instructions --kinds preempt,gevent,asyncio --modes in-turn
 
 Prints the table; ``--json FILE`` also writes the results there. ``python -m preempt.bench
 --only io`` runs the wrk part inside the full harness (results.json, plots).
@@ -18,6 +18,7 @@ from typing import Any
 
 from ._instructions import CONNS as I_CONNS
 from ._instructions import KINDS as I_KINDS
+from ._client import MODES
 from ._instructions import REPEAT, SIZES, instructions, instructions_report
 from ._server import KINDS
 from ._wrk import measure, report
@@ -37,7 +38,10 @@ def main(argv: Any = None) -> int:
                    help=f"--instructions: R1,R2 requests per connection (default "
                         f"{SIZES[0]},{SIZES[1]}; {I_CONNS} connections)")
     p.add_argument("--repeat", type=int, default=REPEAT,
-                   help=f"--instructions: pairs of runs per server (default {REPEAT})")
+                   help=f"--instructions: pairs of runs per server and mode (default {REPEAT})")
+    p.add_argument("--modes", default=",".join(m.replace(" ", "-") for m in MODES),
+                   help="--instructions: client modes, among in-turn (one request in flight) "
+                        "and side-by-side (one per connection); default: both")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results here")
     args = p.parse_args(argv)
     if args.repeat < 1:
@@ -57,8 +61,12 @@ def main(argv: Any = None) -> int:
             if len(sizes) != 2 or not 0 < sizes[0] < sizes[1]:
                 p.error(f"--sizes must be two request counts R1,R2 with 0 < R1 < R2, "
                         f"got {args.sizes!r}")
+        modes = tuple(m.strip().replace("-", " ") for m in args.modes.split(",") if m.strip())
+        if not modes or any(m not in MODES for m in modes):
+            p.error(f"--modes must be among {', '.join(m.replace(' ', '-') for m in MODES)}, "
+                    f"got {args.modes!r}")
         try:
-            res = instructions(kinds, sizes, repeat=args.repeat)
+            res = instructions(kinds, sizes, repeat=args.repeat, modes=modes)
         except RuntimeError as e:
             print(f"instructions per request: {e}", file=sys.stderr)
             return 1

@@ -1,18 +1,25 @@
-"""The deterministic client of the instruction count: C connections, R requests each.
+"""The fixed-work clients of the instruction count: C connections, R requests each.
 
-    python -m preempt.bench.io._client PORT C R
+    python -m preempt.bench.io._client PORT C R [in-turn|side-by-side]
 
-``drive(port, conns, requests)`` opens ``conns`` connections to a hello-world server
-(``_server.py``) and, on every connection, sends ``requests`` requests one after another: the
-next one only once the whole answer to the last has arrived (no pipelining), then closes the
-connection. The connections run side by side on one thread (``selectors``), so the server
-always has up to ``conns`` connections open, as under wrk, but the work it does is fixed: the
-same requests, each in one segment, and nothing sent before the answer it waits for.
+Both open ``conns`` connections to a hello-world server (``_server.py``) and, on every
+connection, send ``requests`` requests one after another: the next one only once the whole
+answer to the last has arrived (no pipelining); then they close the connections. The server has
+all ``conns`` connections open throughout, as under wrk. They differ in how many requests are in
+flight (MODES):
+
+1. ``in turn`` (:func:`drive_in_turn`): one at a time, round after round over the connections.
+   Every request wakes an idle server: a trip through the poller, a switch into the
+   connection's task, a read, a write, and back to sleep. The work is the same on every run,
+   so the count is too (to a fraction of a per cent): this is the load-independent figure.
+2. ``side by side`` (:func:`drive_side_by_side`): every connection has its request in flight
+   (``selectors``, one thread). One poll then returns several ready connections and its cost
+   is shared, as under load; but how many it returns depends on timing, so the count moves
+   from run to run (by up to ~20 %).
 
 Why not wrk here: wrk runs for a duration, not a number of requests, and a server under
 callgrind is ~50 times slower, so how many requests it answered would depend on the machine's
-load. This client is the figure's other fixed half; it runs outside valgrind, in the measuring
-process.
+load. These clients run outside valgrind, in the measuring process.
 """
 
 from __future__ import annotations
@@ -28,8 +35,44 @@ from ._server import RESPONSE
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
-def drive(port: int, conns: int, requests: int, timeout: float = 120.0) -> Dict[str, int]:
-    """Runs the conversation (module docstring); returns {'connections', 'requests'} answered.
+def drive_in_turn(port: int, conns: int, requests: int, timeout: float = 120.0) -> Dict[str, int]:
+    """Mode 1 (module docstring): round after round, each of the ``conns`` open connections
+    sends one request and waits for its whole answer. Returns {'connections', 'requests'}.
+
+    Raises:
+        RuntimeError: A wrong answer or a connection closed early.
+        OSError: socket.timeout after ``timeout`` seconds without an answer.
+    """
+    socks = []
+    answered = 0
+    try:
+        for _ in range(conns):
+            s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            socks.append(s)
+        for _ in range(requests):
+            for s in socks:
+                s.sendall(REQUEST)
+                buf = b""
+                while len(buf) < len(RESPONSE):
+                    data = s.recv(65536)
+                    if not data:
+                        raise RuntimeError(f"the server closed a connection after {answered} "
+                                           f"answers")
+                    buf += data
+                if buf != RESPONSE:
+                    raise RuntimeError(f"unexpected answer {buf[:200]!r}")
+                answered += 1
+    finally:
+        for s in socks:
+            s.close()
+    return {"connections": conns, "requests": answered}
+
+
+def drive_side_by_side(port: int, conns: int, requests: int,
+                       timeout: float = 120.0) -> Dict[str, int]:
+    """Mode 2 (module docstring): every connection has a request in flight; each sends its
+    next one when its answer is whole. Returns {'connections', 'requests'}.
 
     Raises:
         RuntimeError: A wrong answer, a connection closed early, or no progress in ``timeout``
@@ -82,6 +125,10 @@ def drive(port: int, conns: int, requests: int, timeout: float = 120.0) -> Dict[
     return {"connections": conns, "requests": answered}
 
 
+MODES = {"in turn": drive_in_turn, "side by side": drive_side_by_side}
+
+
 if __name__ == "__main__":
     port, c, r = (int(x) for x in sys.argv[1:4])
-    print(drive(port, c, r))
+    mode = sys.argv[4].replace("-", " ") if len(sys.argv) > 4 else "in turn"
+    print(MODES[mode](port, c, r))
