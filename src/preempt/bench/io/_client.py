@@ -11,7 +11,7 @@ flight (MODES):
 1. ``in turn`` (:func:`drive_in_turn`): one at a time, round after round over the connections.
    Every request wakes an idle server: a trip through the poller, a switch into the
    connection's task, a read, a write, and back to sleep. The work is the same on every run,
-   so the count is too (to a fraction of a per cent): this is the load-independent figure.
+   so the count is too, start-up aside: this is the load-independent figure.
 2. ``side by side`` (:func:`drive_side_by_side`): every connection has its request in flight
    (``selectors``, one thread). One poll then returns several ready connections and its cost
    is shared, as under load; but how many it returns depends on timing, so the count moves

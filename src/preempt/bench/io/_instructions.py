@@ -18,7 +18,8 @@ Two figures, one per client mode (``_client.MODES``):
 
 1. ``in turn``: one request in flight, so each request wakes an idle server and pays a whole
    trip through its poller. The same work on every run: the figure repeats to a fraction of a
-   per cent. This is the load-independent one, the cost of a request to a runtime.
+   per cent, or a few per cent where start-up itself varies (uvloop's moves by ~20 million
+   instructions, 5,000 per request at the default sizes). The load-independent figure.
 2. ``side by side``: all CONNS requests in flight, so one poll serves several connections, as
    under load. Cheaper per request, but how many connections one poll returns depends on
    timing, and the figure moves from run to run (by up to ~20 %): ``--repeat`` shows how much.
@@ -154,10 +155,11 @@ def instructions_report(res: Dict[str, Any]) -> str:
         rows.append([kind] + [_cell(s[m]) for m in modes])
     notes.append(f"  per request = (total at R={r2} - total at R={r1}) / ({res['conns']} x "
                  f"{r2 - r1}): start-up, accepts and exit cancel out; server, user space only;")
-    notes.append("  in turn: every request wakes an idle server (the same count every run); side "
-                 "by side: one poll serves several")
-    notes.append("  connections, and how many depends on timing (it moves by up to ~20 %"
-                 + (f"; mean (min-max) of {res['repeat']} pairs)" if res["repeat"] > 1 else ")"))
+    notes.append("  in turn: every request wakes an idle server, the same work every run (what "
+                 "moves is start-up, spread over the requests);")
+    notes.append("  side by side: one poll serves several connections, and how many depends on "
+                 "timing (it moves by up to ~20 %)"
+                 + (f"; mean (min-max) of {res['repeat']} pairs" if res["repeat"] > 1 else ""))
     if "preempt" in res["servers"]:
         notes.append("  preempt runs with slice=0: valgrind keeps the real-time signal of "
                      "preempt's monitor")
