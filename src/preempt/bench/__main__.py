@@ -18,8 +18,12 @@ timeouts and cancellations for N seconds, checked for anything lost. Run it by n
     python -m preempt.bench --only soak [--soak-seconds 60] [--seed S]
     python -m preempt.bench --only interrupt    # Ctrl-C latency per situation (interrupt.py)
     python -m preempt.bench --only http         # HTTP beside gevent/asyncio/threads (http/)
+    python -m preempt.bench --only io           # hello-world HTTP under wrk: req/s, p50/p99 (io/)
     python -m preempt.bench --only aio          # asyncio ticker: preempt.aio vs to_thread (aio.py)
     python -m preempt.bench --only gevent       # gevent heartbeat: alone vs preempt.gevent.enable()
+
+The io benchmark's load-independent half, instructions per request under callgrind, has its own
+command: ``python -m preempt.bench.io --instructions`` (needs valgrind; about a minute).
 
 The exit status is 1 when a soak found anything lost, duplicated, hung or failed.
 """
@@ -36,9 +40,10 @@ import time
 from typing import Any, Dict, List
 
 from ._stats import percentiles, table
+from .io._server import KINDS as IO_KINDS
 
 BENCHES = ("ticker", "native", "latency", "sleepers", "overhead", "suspend", "switch", "cancel")
-EXTRA = ("soak", "interrupt", "http", "aio", "gevent")   # run only when named in --only
+EXTRA = ("soak", "interrupt", "http", "io", "aio", "gevent")   # run only when named in --only
 SOAK_SECONDS = {"quick": 3.0, "default": 60.0, "full": 300.0}
 
 
@@ -207,7 +212,8 @@ def main(argv=None) -> int:
         print(f"preemption unavailable: {why}")
         return 1
     steps = {"ticker": 5, "native": 5, "latency": 0, "sleepers": 1, "overhead": 2, "suspend": 1, "switch": 1,
-             "soak": 1, "interrupt": 1, "cancel": 1, "http": 1, "aio": 1, "gevent": 1}
+             "soak": 1, "interrupt": 1, "cancel": 1, "http": 1, "io": len(IO_KINDS), "aio": 1,
+             "gevent": 1}
     prog = Progress(sum(steps[b] for b in only) or 1)
     results: Dict[str, Any] = {"machine": facts, "mode": "quick" if args.quick else "full" if args.full else "default"}
     tables: List[str] = []
@@ -280,6 +286,12 @@ def main(argv=None) -> int:
         prog.step("HTTP under CPU-heavy load (wrk)")
         results["http"] = http.measure(2.0 if args.quick else 10.0 if args.full else 5.0)
         tables.append(http.report(results["http"]))
+    if "io" in only:
+        from . import io
+
+        results["io"] = io.measure(1 if args.quick else 10 if args.full else 5,
+                                   progress=lambda kind: prog.step(f"plain I/O on {kind} (wrk)"))
+        tables.append(io.report(results["io"]))
     if "aio" in only:
         from . import aio
 

@@ -1,13 +1,15 @@
 """PNG plots of a benchmark run (matplotlib, optional: without it the plots are skipped).
 
 * ``ticker_cdf.png`` / ``native_cdf.png``: the ticker's lateness CDF per runtime, log x axis;
-* ``switch_costs.png``: µs per operation, preempt beside greenlet and Go.
+* ``switch_costs.png``: µs per operation, preempt beside greenlet and Go;
+* ``io.png``: the hello-world server's requests/s and p99 latency per runtime and connection
+  count (``--only io``), one group of bars per runtime.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 
 def write(results: Dict[str, Any], out: str) -> List[str]:
@@ -64,4 +66,41 @@ def write(results: Dict[str, Any], out: str) -> List[str]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)
+    io = results.get("io")
+    if io and io.get("servers"):
+        path = _io_plot(plt, io, out)
+        if path:
+            paths.append(path)
     return paths
+
+
+def _io_plot(plt: Any, io: Dict[str, Any], out: str) -> Optional[str]:
+    """req/s and p99 per runtime (groups) and run (bars: 10, 50, 200, 50 close)."""
+    kinds = [k for k, s in io["servers"].items() if s.get("runs")]
+    labels: List[str] = []
+    for k in kinds:
+        labels += [lb for lb in io["servers"][k]["runs"] if lb not in labels]
+    if not kinds or not labels:
+        return None
+    fig, (ax_rps, ax_p99) = plt.subplots(1, 2, figsize=(11, 4.2))
+    width = 0.8 / len(labels)
+    for i, lb in enumerate(labels):
+        xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(kinds))]
+        runs = [io["servers"][k]["runs"].get(lb, {}) for k in kinds]
+        name = lb.replace(" close", " conns, Connection: close") if "close" in lb \
+            else f"{lb} conns, keep-alive"
+        ax_rps.bar(xs, [r.get("rps", 0) for r in runs], width, label=name)
+        ax_p99.bar(xs, [r.get("p99", 0) for r in runs], width, label=name)
+    for ax, what in ((ax_rps, "requests/s"), (ax_p99, "p99 latency (ms, log scale)")):
+        ax.set_xticks(list(range(len(kinds))))
+        ax.set_xticklabels(kinds, fontsize=8)
+        ax.set_ylabel(what)
+        ax.grid(True, axis="y", alpha=0.3)
+    ax_p99.set_yscale("log")
+    ax_rps.legend(fontsize=8)
+    fig.suptitle(f"Hello-world HTTP/1.1 server under wrk ({io['seconds']} s per run)")
+    path = os.path.join(out, "io.png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

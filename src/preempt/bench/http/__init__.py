@@ -56,18 +56,37 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def parse_wrk(out: str) -> Dict[str, Any]:
-    """wrk --latency output -> {'p50': ms, 'p90': ms, 'p99': ms, 'rps': float, 'errors': str}."""
+    """wrk --latency output -> {'p50': ms, 'p90': ms, 'p99': ms, 'rps': float, 'errors': str},
+    plus what the plain-I/O benchmark (``bench/io``) reads: 'avg' and 'max' (ms, the "Latency"
+    row of Thread Stats), 'requests' (the total), 'socket_errors' ({'connect', 'read',
+    'write', 'timeout'}: counts) and 'non2xx' (a count), each only when wrk printed it.
+    'errors' is the first of wrk's error lines, as printed."""
     r: Dict[str, Any] = {}
     for pct in ("50", "90", "99"):
         m = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         if m:
             r[f"p{pct}"] = round(float(m.group(1)) * _UNITS[m.group(2)], 3)
+    m = re.search(r"^\s*Latency\s+([\d.]+)(us|ms|s)\s+[\d.]+(?:us|ms|s)\s+([\d.]+)(us|ms|s)",
+                  out, re.M)
+    if m:
+        r["avg"] = round(float(m.group(1)) * _UNITS[m.group(2)], 3)
+        r["max"] = round(float(m.group(3)) * _UNITS[m.group(4)], 3)
+    m = re.search(r"^\s*(\d+) requests in ", out, re.M)
+    if m:
+        r["requests"] = int(m.group(1))
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if m:
         r["rps"] = float(m.group(1))
     m = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
     if m:
         r["errors"] = m.group(0)
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        r["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"),
+                                      (int(x) for x in m.groups())))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        r["non2xx"] = int(m.group(1))
     return r
 
 
