@@ -198,3 +198,35 @@ def test_a_bare_fd_is_registered_only_while_waited_on(in_run):
         return during, after
 
     assert in_run(main) == (True, False)
+
+
+def test_a_socket_closed_by_another_thread_wakes_its_waiter_with_ebadf(in_run):
+    # close() on a thread other than the M cannot tell the poller; the sweep asks the socket
+    # (invariant 5), so the waiter wakes with EBADF instead of sleeping out its timeout.
+    import errno
+    import threading
+    import time
+
+    def main():
+        a, b = psocket.socketpair()
+        a.settimeout(20)
+        got = []
+
+        def reader():
+            t0 = time.monotonic()
+            try:
+                a.recv(10)
+                got.append("returned")
+            except OSError as e:
+                got.append((e.errno, time.monotonic() - t0 < 10))
+
+        g = preempt.go(reader)
+        preempt.sleep(0.02)
+        t = threading.Thread(target=a.close)
+        t.start()
+        g.join()
+        t.join()
+        b.close()
+        return got
+
+    assert in_run(main) == [(errno.EBADF, True)]

@@ -39,7 +39,12 @@ def _wait(fd: Any, event: int, timeout: Optional[float], what: str, owner: Any =
     if timeout is not None and not (type(timeout) is float and 0.0 <= timeout <= TIMEOUT_MAX):
         timeout = check_timeout(timeout, what)        # rules in _runtime/_timeouts.py
     s = _park.check_sched(what)
-    fd = _fileno(fd)
+    return _park_fd(s, _fileno(fd), event, timeout, owner)
+
+
+def _park_fd(s: Any, fd: int, event: int, timeout: Optional[float], owner: Any = None) -> bool:
+    """:func:`_wait` for callers that checked that the running G is ``s.cur`` on its M and
+    that ``timeout`` is None or a float in [0, TIMEOUT_MAX] (``preempt.socket``'s waits)."""
     if timeout is not None and timeout <= 0:
         import select as _select
 
@@ -52,9 +57,10 @@ def _wait(fd: Any, event: int, timeout: Optional[float], what: str, owner: Any =
     if timeout is not None:
         w.timer = add_timer(s, monotonic() + timeout, type(w).fire_timeout, w)
     try:
-        _park.park("wait_readable" if event == READ else "wait_writable", w)
+        _park.park_checked(s, s.cur, "wait_readable" if event == READ else "wait_writable", w)
     finally:
-        w.cancel()
+        if not w.fired:             # woken by the poll, a timeout or an interrupt: forgotten
+            w.cancel()
     return not w.timed_out
 
 

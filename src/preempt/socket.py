@@ -70,7 +70,7 @@ from greenlet import getcurrent as _getcurrent
 
 from ._runtime import _park
 from ._runtime._netpoll import READ as _READ, WRITE as _WRITE
-from .io import _wait as _park_on
+from .io import _park_fd
 
 __all__ = list(_std.__all__)
 
@@ -102,8 +102,9 @@ def _wait(fd: int, event: int, deadline: Optional[float], owner: Any = None) -> 
         OSError: EBADF, the socket was closed while the goroutine waited (rule 4).
     """
     timeout = None if deadline is None else max(0.0, deadline - _monotonic())
-    if _here() is not None:
-        if not _park_on(fd, event, timeout, "preempt.socket", owner):
+    s = _here()
+    if s is not None:
+        if not _park_fd(s, fd, event, timeout, owner):
             raise _timeout_error("timed out")
         return
     p = _poll()

@@ -53,7 +53,9 @@ Invariants:
    ``poll.FD.Close`` → ``runtime_pollUnblock``, trio's ``notify_closing``) wakes its waiters at
    once with ``OSError(EBADF)``; call it before closing an fd others may wait on. As a safety
    net the hub looks for watched fds that were closed anyway every ``SWEEP_EVERY`` (50 ms)
-   while any fd is watched (one ``fcntl`` per watched fd) and wakes their waiters the same way.
+   while any fd is watched (one ``fcntl`` per watched bare fd; a socket's owner is asked
+   instead: ``close()`` from another thread, where nobody tells the poller, leaves its
+   ``fileno()`` at -1) and wakes their waiters the same way.
    An fd number reused by a new open before the sweep looks cannot be told apart: that is
    what ``notify_closing`` is for.
 6. Gs woken by ready fds run in the order their fds were reported ready, ahead of the Gs that
@@ -398,10 +400,18 @@ class Poller:
         return n
 
     def sweep_closed(self, now: float) -> None:
-        """Invariant 5: wakes the waiters of watched fds that were closed under them. Hub."""
+        """Invariant 5: wakes the waiters of watched fds that were closed under them. A
+        socket's fd is checked through its owner (closed or detached: its fileno() is -1),
+        with no system call: 10,000 waiting connections cost no 200,000 fcntl() a second.
+        Hub."""
         self.next_sweep = now + SWEEP_EVERY
         for fd, st in list(self.fds.items()):
             if st.r is None and st.w is None:
+                continue
+            if st.owner is not None:
+                o = st.owner()
+                if o is None or _fileno(o) != fd:
+                    self.notify_closing(fd)
                 continue
             try:
                 fcntl.fcntl(fd, fcntl.F_GETFD)
@@ -433,14 +443,26 @@ class Poller:
             if mask & _WAKES_READ:
                 w = st.r
                 if w is not None:
-                    self._forget(w)
+                    if st.owner is not None:     # _forget(w), inlined for a kept fd
+                        st.r = None
+                        self._unwait(w)
+                        if st.w is None:
+                            self.nwatched -= 1
+                    else:
+                        self._forget(w)
                     woke.append(w.g)
                 elif st.owner is not None:
                     st.ready |= READ
             if mask & _WAKES_WRITE:
                 w = st.w
                 if w is not None:
-                    self._forget(w)
+                    if st.owner is not None:
+                        st.w = None
+                        self._unwait(w)
+                        if st.r is None:
+                            self.nwatched -= 1
+                    else:
+                        self._forget(w)
                     woke.append(w.g)
                 elif st.owner is not None:
                     st.ready |= WRITE
