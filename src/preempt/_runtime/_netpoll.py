@@ -90,6 +90,23 @@ Invariants:
    runs, and only the first G switched in after the poll that armed it had the slice
    (``poller.io_tick``; counting every cut, a light G the timer happened to hit twice waited
    behind every computing G's slice).
+7. A read that comes back short has emptied the receive queue: the next read of that socket
+   waits for an edge first, instead of asking the kernel for the ``EAGAIN`` it would get
+   (one system call and one exception per request: half of a keep-alive server's
+   ``recvfrom`` calls). ``preempt.socket`` marks the kept record ``dry`` after a ``recv`` or
+   ``recv_into`` without flags on a TCP socket returned fewer bytes than asked for, and the
+   next such read parks before it calls the kernel; every ``EPOLLIN`` edge a poll sees clears
+   ``dry``. Sound because a byte that arrives after the short read raises an edge, which is
+   either not yet polled (the wait ends at the next poll) or polled already (it cleared the
+   mark). The socket's code is the runtime's, never preempted between its read and its mark,
+   so no poll comes between them; marking also drops a ``READ`` edge kept from before the
+   read (that edge's bytes were in the queue the read emptied). A short read may still leave
+   something to read in three cases, and each has an edge of its own, after which the record
+   is ``nodry`` for its life: end of stream (``EPOLLRDHUP``/``EPOLLHUP``: the read after the
+   last bytes returns ``b""``), a pending error (``EPOLLERR``), and TCP urgent data
+   (``EPOLLPRI``, registered for this: a read stops at the urgent mark). A record nobody
+   polls any more — dropped, closed, or left when ``run()`` ended — is ``nodry`` too, so a
+   socket that outlives its poller never waits for an edge no poll will see.
 """
 
 from __future__ import annotations
@@ -117,10 +134,12 @@ SWEEP_EVERY = 0.05      # seconds between looks for watched fds closed under the
 
 _EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 _EPOLLET, _EPOLLRDHUP = select.EPOLLET, select.EPOLLRDHUP
+_EPOLLPRI = select.EPOLLPRI
 _ERRS = select.EPOLLERR | select.EPOLLHUP            # always reported: wake both directions
-_WAKES_READ = _EPOLLIN | _EPOLLRDHUP | _ERRS
+_WAKES_READ = _EPOLLIN | _EPOLLRDHUP | _EPOLLPRI | _ERRS
 _WAKES_WRITE = _EPOLLOUT | _ERRS
-_KEPT_MASK = _EPOLLIN | _EPOLLOUT | _EPOLLRDHUP | _EPOLLET   # an owned fd's, for its life
+_NODRY = _EPOLLRDHUP | _EPOLLPRI | _ERRS           # a short read may not have emptied it (inv. 7)
+_KEPT_MASK = _EPOLLIN | _EPOLLOUT | _EPOLLRDHUP | _EPOLLPRI | _EPOLLET   # an owned fd's, for life
 _LT = {READ: _EPOLLIN, WRITE: _EPOLLOUT, READ | WRITE: _EPOLLIN | _EPOLLOUT}
 
 
@@ -161,7 +180,7 @@ class FdState:
     kept registered for its owner's life (invariant 2), the owner and the readiness that came
     while nobody waited."""
 
-    __slots__ = ("fd", "owner", "r", "w", "ready")
+    __slots__ = ("fd", "owner", "r", "w", "ready", "dry", "nodry")
 
     def __init__(self, fd: int, owner: Any) -> None:
         self.fd = fd
@@ -169,6 +188,14 @@ class FdState:
         self.r: Optional[FdWaiter] = None
         self.w: Optional[FdWaiter] = None
         self.ready = 0          # READ/WRITE edges seen with no waiter (kept registrations)
+        self.dry = False        # invariant 7: emptied by a short read, no EPOLLIN edge since
+        self.nodry = False      # invariant 7: a short read may leave something: never dry
+
+    def unpolled(self) -> None:
+        """No poll will update this record any more (dropped, closed, or its poller is
+        closed): it may never be ``dry`` again (invariant 7). M thread."""
+        self.dry = False
+        self.nodry = True
 
 
 class Poller:
@@ -191,6 +218,8 @@ class Poller:
         return self.ep.fileno()
 
     def close(self) -> None:
+        for st in self.fds.values():
+            st.unpolled()                    # invariant 7: sockets may outlive this poller
         self.ep.close()
         efd, self.efd = self.efd, -1
         os.close(efd)
@@ -228,6 +257,7 @@ class Poller:
                 ep.register(fd, self._mask(st))
             except (OSError, ValueError):
                 del self.fds[fd]
+                st.unpolled()
                 lost.extend(w for w in (st.r, st.w) if w is not None)
                 st.r = st.w = None
         self.ep, self.efd = ep, efd
@@ -328,6 +358,7 @@ class Poller:
         away when its file is closed."""
         if self.fds.get(st.fd) is st:
             del self.fds[st.fd]
+        st.unpolled()
         if st.r is not None or st.w is not None:
             self.nwatched -= 1
         for w in (st.r, st.w):
@@ -393,6 +424,7 @@ class Poller:
             n += 1
         if st.owner is not None and self.fds.get(fd) is st:
             del self.fds[fd]
+            st.unpolled()
             try:
                 self.ep.unregister(fd)       # while the fd is still open: its file may outlive it
             except (ValueError, OSError):
@@ -440,6 +472,12 @@ class Poller:
                     except OSError:
                         pass
                 continue
+            if st.owner is not None:             # invariant 7
+                if mask & _NODRY:
+                    st.nodry = True
+                    st.dry = False
+                elif mask & _EPOLLIN:
+                    st.dry = False
             if mask & _WAKES_READ:
                 w = st.r
                 if w is not None:
