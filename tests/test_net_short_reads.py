@@ -69,6 +69,26 @@ def registered(conn):
     preempt.go(a_ev.set)
     assert conn.recv(1) == b"a"
     assert conn._pst, "rule 10 should apply to a TCP socket after its first wait"
+
+def connected(script):
+    # a listener, a client thread running script (it sends "a" first), the accepted socket
+    # registered: (listener, thread, connection)
+    srv = listener()
+    t = client(srv.getsockname()[1], script)
+    conn, _ = srv.accept()
+    registered(conn)
+    return srv, t, conn
+
+def finish(srv, t, conn):
+    t.join()
+    conn.close()
+    srv.close()
+
+def read_exactly(conn, want):
+    got = b""
+    while got != want:
+        got += conn.recv(100)            # the last one is short: the queue is empty now
+    return got
 """
 
 REQUESTS = PRELUDE + r"""
@@ -93,9 +113,7 @@ def main():
             break
         got += data.count(b"\n")
         conn.sendall(b"pong")
-    t.join()
-    conn.close()
-    srv.close()
+    finish(srv, t, conn)
     return got
 
 got = preempt.run(main)
@@ -140,10 +158,7 @@ def script(c):
     done.wait(100)                       # no FIN before the server has all: it would end a hang
 
 def main():
-    srv = listener()
-    t = client(srv.getsockname()[1], script)
-    conn, _ = srv.accept()
-    registered(conn)
+    srv, t, conn = connected(script)
     go_on.set()
     preempt.sleep(0.3)                   # the hub polls the edge meanwhile
     got, end = b"", None
@@ -161,9 +176,7 @@ def main():
             end = "all"
             break
     done.set()
-    t.join()
-    conn.close()
-    srv.close()
+    finish(srv, t, conn)
     return got, end
 
 got, end = preempt.run(main)
@@ -195,14 +208,9 @@ def script(c):
     c.recv(1)
 
 def main():
-    srv = listener()
-    t = client(srv.getsockname()[1], script)
-    conn, _ = srv.accept()
-    registered(conn)
+    srv, t, conn = connected(script)
     conn.settimeout(0.2)
-    first = b""
-    while first != b"first":
-        first += conn.recv(100)          # short: the queue is empty now
+    read_exactly(conn, b"first")
     t0 = time.monotonic()
     try:
         conn.recv(100)
@@ -211,13 +219,9 @@ def main():
         waited = time.monotonic() - t0
     go_on.set()
     conn.settimeout(10)
-    second = b""
-    while second != b"second":
-        second += conn.recv(100)
+    read_exactly(conn, b"second")
     conn.sendall(b"x")
-    t.join()
-    conn.close()
-    srv.close()
+    finish(srv, t, conn)
     return waited
 
 waited = preempt.run(main)
@@ -246,13 +250,8 @@ def script(c):
     time.sleep(0.2)
 
 def main():
-    srv = listener()
-    t = client(srv.getsockname()[1], script)
-    conn, _ = srv.accept()
-    registered(conn)
-    got = b""
-    while got != b"short":
-        got += conn.recv(100)            # marks the socket: its queue is empty
+    srv, t, conn = connected(script)
+    read_exactly(conn, b"short")         # marks the socket: its queue is empty
     keep.extend([conn, srv, t])
 
 preempt.run(main)
