@@ -97,11 +97,20 @@ def test_cancel_interrupts_every_kind_of_wait(wait):
     assert log == [("cancelled", "stop now"), "finally"]
 
 
-@pytest.mark.parametrize("body", ["counter", "bare"])
+@pytest.mark.parametrize("body", ["counter", "bare", "bounded"])
 def test_cancel_stops_a_pure_python_loop_and_runs_its_finally(body):
     # "bare" is `while True: pass`, whose back-edge exception CPython 3.11/3.12 would raise
-    # past the try block (gh-108214); the runtime raises it one instruction later there.
+    # past the try block (gh-108214); "bounded" is `while i < n: i += 1`, whose back-edge
+    # 3.13 leaves out of the try block's range; the runtime raises one instruction later.
     log = []
+
+    def bounded():
+        try:
+            i, n = 0, 10**12
+            while i < n:
+                i += 1
+        finally:
+            log.append("finally")
 
     def counter():
         x = 0
@@ -119,7 +128,7 @@ def test_cancel_stops_a_pure_python_loop_and_runs_its_finally(body):
             log.append("finally")
 
     def main():
-        g = preempt.go(counter if body == "counter" else bare)
+        g = preempt.go({"counter": counter, "bare": bare, "bounded": bounded}[body])
         preempt.sleep(0.02)        # it computes; it was preempted to let us run
         assert g.state == "runnable"
         e = _cancel_and_join(g)

@@ -318,20 +318,28 @@ def _yield_for_hub(s: Any, frame: Optional[FrameType], native: bool = False) -> 
         g.preempt_pending = True                    # honoured when no_preempt() is left
 
 
-# CPython 3.11 and 3.12 (gh-108214): an exception raised by a signal handler at a loop's
-# back-edge (JUMP_BACKWARD checks the eval breaker after it has jumped) is looked up in the
-# exception table at the instruction *before* the loop's head. When that one is outside the
-# try block — `try: while True: ...`, the shape of every cancellable computation — the
-# exception skips the block's except and finally clauses. Seen here on 3.11.7 and 3.12.1 with
-# a plain SIGALRM handler, no preempt involved; 3.10 and 3.13 are right.
-_BACKEDGE_BUG = (3, 11) <= sys.version_info[:2] <= (3, 12)
+# CPython 3.11+: an exception raised by a signal handler at a loop's back-edge can skip the
+# try block around the loop, because the back-edge is looked up in the exception table at an
+# instruction the block's range does not cover:
+# - 3.11 and 3.12 (gh-108214): JUMP_BACKWARD checks the eval breaker after it has jumped, and
+#   the lookup is at the instruction *before* the loop's head. When that one is outside the try
+#   block -- `try: while True: ...`, the shape of every cancellable computation -- the
+#   exception skips the block's except and finally clauses.
+# - 3.13 checks before the jump, but a `while cond:` loop that ends its try block (`try: i = 0;
+#   while i < n: i += 1; finally: ...`) is compiled with its condition repeated at the bottom
+#   and the JUMP_BACKWARD after it left out of the block's range (see `dis`: "L1 to L3", L3
+#   being the jump). Every signal at that back-edge skips the finally.
+# Seen here with a plain SIGALRM handler, no preempt involved: 3.11.7 and 3.12.1 with the
+# first shape, 3.13.0 with the second (every time); 3.10 is right. So on 3.11 and later the
+# runtime raises at the jump's target instead, one instruction later, inside the loop.
+_BACKEDGE_BUG = sys.version_info[:2] >= (3, 11)
 _BACKEDGE_OPS = frozenset(dis.opmap[n] for n in ("JUMP_BACKWARD", "INSTRUMENTED_JUMP_BACKWARD")
                           if n in dis.opmap)
 
 
 def raise_later(frame: Optional[FrameType], exc: BaseException) -> bool:
-    """Works around gh-108214: when the preemption hook must raise ``exc`` into ``frame`` at a
-    back-edge on 3.11/3.12, raises it from a one-shot opcode trace of that frame instead, at its
+    """Works around gh-108214 and its 3.13 twin (above): when the preemption hook must raise
+    ``exc`` into ``frame`` at a back-edge on 3.11+, raises it from a one-shot opcode trace of that frame instead, at its
     next instruction, where the exception table is looked up right. Returns True when it did
     (the caller returns normally), False when the caller must raise now: another CPython, not
     at a back-edge, or a trace function is set (a debugger: an exception from a trace function
