@@ -38,7 +38,7 @@ maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is pr
    hub): the request is answered without switching, and the hub is not made (gevent promises
    ``monkey.patch_all()`` and its locks never create it; ``get_hub()`` would).
 3. An exception gevent throws into the switched-out greenlet (``gevent.kill``, a
-   ``gevent.Timeout``) comes out of the handler; on 3.11+ at a loop's back-edge it is re-raised
+   ``gevent.Timeout``) comes out of the handler; on 3.11-3.13 at a loop's back-edge it is re-raised
    at the next instruction, so ``try``/``finally`` around a loop still sees it (gh-108214 and
    its 3.13 twin, ``_runtime/_preempt.py``: the same work-around as the runtime's).
 4. Blocked-hub reports come free: when a request is taken only ``report_after`` seconds (0.1 s,

@@ -330,17 +330,19 @@ def _yield_for_hub(s: Any, frame: Optional[FrameType], native: bool = False) -> 
 #   and the JUMP_BACKWARD after it left out of the block's range (see `dis`: "L1 to L3", L3
 #   being the jump). Every signal at that back-edge skips the finally.
 # Seen here with a plain SIGALRM handler, no preempt involved: 3.11.7 and 3.12.1 with the
-# first shape, 3.13.0 with the second (every time); 3.10 is right. So on 3.11 and later the
-# runtime raises at the jump's target instead, one instruction later, inside the loop.
-_BACKEDGE_BUG = sys.version_info[:2] >= (3, 11)
+# first shape, 3.13.0 with the second (every time); 3.10 and 3.14.10 are right with both. So on
+# 3.11-3.13 the runtime raises at the jump's target instead, one instruction later, inside the
+# loop.
+_BACKEDGE_BUG = (3, 11) <= sys.version_info[:2] <= (3, 13)
 _BACKEDGE_OPS = frozenset(dis.opmap[n] for n in ("JUMP_BACKWARD", "INSTRUMENTED_JUMP_BACKWARD")
                           if n in dis.opmap)
 
 
 def raise_later(frame: Optional[FrameType], exc: BaseException) -> bool:
     """Works around gh-108214 and its 3.13 twin (above): when the preemption hook must raise
-    ``exc`` into ``frame`` at a back-edge on 3.11+, raises it from a one-shot opcode trace of that frame instead, at its
-    next instruction, where the exception table is looked up right. Returns True when it did
+    ``exc`` into ``frame`` at a back-edge on 3.11-3.13, raises it from a one-shot opcode trace
+    of that frame instead, at its next instruction, where the exception table is looked up
+    right. Returns True when it did
     (the caller returns normally), False when the caller must raise now: another CPython, not
     at a back-edge, or a trace function is set (a debugger: an exception from a trace function
     would turn its tracing off; the bug is left to bite instead). Python-level handler."""

@@ -83,7 +83,7 @@ class Routed:
         except BaseException as e:
             s = _park.sched
             if s is None or not s.routing or _raise_here(s, frame):
-                if _preempt.raise_later(frame, e):     # CPython 3.11+ back-edge bugs
+                if _preempt.raise_later(frame, e):     # CPython 3.11-3.13 back-edge bugs
                     return None
                 raise
             try:
