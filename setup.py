@@ -3,6 +3,7 @@
 Everything declarative lives in pyproject.toml; setup.py exists only because cffi_modules is a
 setuptools keyword that pyproject cannot express yet.
 """
+import glob
 import os
 import platform
 import sys
@@ -45,8 +46,9 @@ _gstack = Extension("preempt._gstack", ["csrc/pe_gstack.c"],
                     extra_compile_args=["-O2", "-g", "-Wall", "-Wextra", "-std=gnu11"] + _werror + _san,
                     extra_link_args=_san[:1], optional=not _require)
 
-# preempt._hot: the channel hand-off path in C (csrc/pe_hot.c); optional like _gstack.
-_hot = Extension("preempt._hot", ["csrc/pe_hot.c"],
+# preempt._hot: the channel hand-off path in C (csrc/pe_hot.c, which #includes its parts in
+# csrc/hot/: one translation unit); optional like _gstack.
+_hot = Extension("preempt._hot", ["csrc/pe_hot.c"], depends=sorted(glob.glob("csrc/hot/*")),
                  extra_compile_args=["-O2", "-g", "-Wall", "-Wextra", "-std=gnu11"] + _werror + _san,
                  extra_link_args=_san[:1], optional=not _require)
 
