@@ -13,6 +13,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 SOURCES = [
+    "pe_init.c",
     "pe_cpu.c",
     "pe_thread.c",
     "pe_suspend.c",

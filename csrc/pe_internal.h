@@ -121,6 +121,8 @@ PE_HIDDEN int32_t pe_gettid(void);                              /* signal-safe *
 PE_HIDDEN int64_t pe_now_ns(void);                              /* signal-safe */
 PE_HIDDEN int pe_futex_wait(_Atomic uint32_t *w, uint32_t val, int64_t timeout_ns);
 PE_HIDDEN void pe_futex_wake(_Atomic uint32_t *w);
+PE_HIDDEN int pe_thread_key_init(void);                        /* pe_init only */
+PE_HIDDEN void pe_thread_atfork_child(void);                   /* fork child */
 
 /* pe_regions.c */
 PE_HIDDEN void pe_regions_atfork_child(void);

@@ -21,7 +21,8 @@
  * its CAS instead of touching the new owner's state.
  *
  * After fork() only the forking thread exists in the child: its slot is kept (with its new tid),
- * every other slot is freed and the mutexes are re-initialised.
+ * every other slot is freed and the mutex is re-initialised (pe_thread_atfork_child, called by
+ * the core's at-fork handler in pe_init.c).
  */
 #include "pe_internal.h"
 
@@ -37,9 +38,6 @@ PE_HIDDEN pe_thread_t pe_threads[PE_MAX_THREADS];
 static _Atomic int32_t pe_threads_hw;     /* slots [0, hw) have ever been used: handler scan bound */
 static pthread_mutex_t pe_reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t pe_key;              /* -> the calling thread's slot; destructor unregisters */
-static pthread_once_t pe_once = PTHREAD_ONCE_INIT;
-static const char *pe_reason;             /* NULL, or why async preemption is unavailable */
-static int pe_init_rc = PE_UNAVAILABLE;
 
 /* Write msg to stderr and abort. Async-signal-safe. */
 PE_HIDDEN _Noreturn void pe_throw(const char *msg)
@@ -200,13 +198,17 @@ static void pe_thread_exit_hook(void *p)
         pe_unregister_self((pe_thread_t *)p);
 }
 
-/* fork() child: only the forking thread survives. Runs in the child, single-threaded. */
-static void pe_atfork_child(void)
+/* Create the key whose destructor unregisters an exiting thread. pe_init only (once). 0 or -1. */
+PE_HIDDEN int pe_thread_key_init(void)
+{
+    return pthread_key_create(&pe_key, pe_thread_exit_hook) == 0 ? 0 : -1;
+}
+
+/* fork() child: only the forking thread survives; its slot is kept with its new tid, every other
+ * slot is freed. Runs in the child, single-threaded (pe_init.c's at-fork handler). */
+PE_HIDDEN void pe_thread_atfork_child(void)
 {
     pthread_mutex_init(&pe_reg_mu, NULL);
-    pe_regions_atfork_child();
-    pe_sysmon_atfork_child();
-    pe_wakeup_atfork_child();
     pe_thread_t *self = pthread_getspecific(pe_key);
     int32_t hw = atomic_load(&pe_threads_hw);
     for (int32_t i = 0; i < hw; i++) {
@@ -223,36 +225,6 @@ static void pe_atfork_child(void)
         atomic_store(&self->susp, PE_SUSP(g, PE_REQ_NONE, PE_SUSP_IDLE));
         atomic_store(&self->tid, pe_gettid());
     }
-}
-
-/* One-time process setup (pthread_once). */
-static void pe_init_once(void)
-{
-    if (pthread_key_create(&pe_key, pe_thread_exit_hook) != 0) {
-        pe_reason = "pthread_key_create failed";
-        return;
-    }
-    pe_reason = pe_cpu_probe();
-    if (pe_signal_install() != 0) {
-        pe_reason = "could not install the SIGURG handler";
-        return;
-    }
-    pthread_atfork(NULL, NULL, pe_atfork_child);
-    pe_init_rc = PE_OK;
-}
-
-/* Start the core. Any thread; idempotent. */
-int pe_init(void)
-{
-    pthread_once(&pe_once, pe_init_once);
-    return pe_init_rc;
-}
-
-/* NULL when async preemption can work, else why not. Any thread. */
-const char *pe_unavailable_reason(void)
-{
-    pe_init();
-    return pe_reason;
 }
 
 /* Register the calling thread. Calling thread only; idempotent. */
