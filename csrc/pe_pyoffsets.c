@@ -18,7 +18,7 @@
  * The second fact is the GIL's "locked" word (in _PyRuntime.ceval.gil on 3.10-3.11, behind
  * interp->ceval.gil on 3.12+). When a request is pending and nobody holds the GIL, the M is in
  * native code or a blocking call — no bytecode will run to take a poke — so sysmon signals it
- * at once instead of waiting out the grace period. Read-only, racy by design: a wrong guess
+ * after 10 us (PE_GRACE_GIL_FREE_NS) instead of waiting out the 200 us grace period. Read-only, racy by design: a wrong guess
  * costs one declined signal or one grace period, never correctness.
  *
  * The third is CPython's "a signal is tripped" word: _PyRuntime.ceval.signals_pending on

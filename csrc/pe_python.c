@@ -1,6 +1,6 @@
 /*
- * pe_python.c — the two facts the core needs from the interpreter, isolated here so that only
- * this file includes Python.h (which must come before any system header).
+ * pe_python.c — the two facts the core needs from the interpreter, isolated here so that Python.h
+ * (which must come before any system header) is included by this file and pe_pyoffsets.c only.
  *
  * "Does this thread hold the GIL?" is asked from the signal handler (DESIGN.md invariant 3: a
  * thread that holds the GIL is running the interpreter or code that relies on it, never an async

@@ -3,7 +3,7 @@
  *
  * This is Go's suspendG/resumeG for threads that run native code. A requester claims the target
  * (IDLE -> REQUESTED in the packed state word, see pe_internal.h), then sends it SIGURG with
- * tgkill. The handler (pe_signal.c) either declines — the thread is not at an async safe-point:
+ * rt_tgsigqueueinfo (pe_signal.c: si_value tells our requests from anybody's SIGURG). The handler (pe_signal.c) either declines — the thread is not at an async safe-point:
  * in libc, in the interpreter, holding the GIL, short of stack — or accepts (REQUESTED ->
  * ACCEPTED) and redirects the thread into the trampoline, whose C entry (pe_async.c) hands over
  * to pe_suspend_park below: it publishes the spill frame, marks the thread PARKED, and sleeps on

@@ -28,8 +28,9 @@ Rules (tests refer to them by number):
 5. Errors of ``accept()`` that concern one connection (ECONNABORTED, EMFILE/ENFILE: out of
    fds) do not end the loop; after EMFILE/ENFILE it backs off 10 ms, as Go's net/http does.
 6. The accept loop is never starved by CPU-bound handlers, nor is a new or light request:
-   a goroutine woken by a ready fd, and a connection's new goroutine, go to the front of the
-   run queue, and a handler that computes is preempted about 0.5 ms after I/O becomes ready
+   a goroutine woken by a ready fd, and a connection's new goroutine, join the segment of
+   I/O-woken goroutines at the head of the run queue, behind those woken earlier and ahead of
+   every preempted one, and a handler that computes is preempted about 0.5 ms after I/O becomes ready
    (``_runtime/_netpoll.py`` invariant 6).
 
 Where these run: in goroutines of one ``preempt.run()``.

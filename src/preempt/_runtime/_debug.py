@@ -12,6 +12,7 @@ import traceback
 from typing import Any, Dict
 
 from . import _park
+from ._rules import WAITING
 
 
 def _percentiles(samples: Any) -> Dict[str, float]:
@@ -75,7 +76,7 @@ def dump() -> str:
     parts = []
     for g in sorted(s.gs.values(), key=lambda g: g.id):
         head = f"goroutine {g.id} {g.name!r} [{g.state}"
-        if g.state == "waiting":
+        if g.state is WAITING:
             head += ": " + g.describe_wait()
         head += "]:"
         parts.append(head)

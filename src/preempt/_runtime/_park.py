@@ -267,7 +267,8 @@ def yield_preempted(s: Scheduler, g: Goroutine, front: bool = False) -> None:
     behind it, never ahead), and through the hub, which runs the due timer.
 
     When fds are watched it goes through the hub, which polls them first: the Gs a ready fd
-    wakes go to the front of the run queue. A G preempted at the end of its slice has run for a
+    wakes join the I/O-woken segment at the head of the run queue, behind those woken earlier
+    (``_netpoll.py`` invariant 6), so they run before the G preempted here. A G preempted at the end of its slice has run for a
     whole slice, so this costs one ``epoll_wait(0)`` per slice, and it is what keeps CPU-bound
     goroutines from delaying an accept loop or a light request by up to ``POLL_EVERY`` slices
     (``net.py`` rule 6)."""

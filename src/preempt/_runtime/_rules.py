@@ -3,7 +3,7 @@
 Python code imports them from here, and the C code gets them from here too: the hand-off path
 (``csrc/pe_hot.c``) from ``_hot.init()`` (``chan.py`` passes them) and sysmon
 (``csrc/pe_sysmon.c``) its I/O slice from ``pe_sysmon_start()`` (``_csysmon.py``). Nothing else
-spells them. The exception is the ``REASON_*`` codes: they are the C core's (``preempt.h``)
+spells them (``_debug.py`` compares with these names, not with the strings). The exception is the ``REASON_*`` codes: they are the C core's (``preempt.h``)
 because sysmon writes them; the copies below are checked against it (``test_core_sysmon.py``)
 and serve where no C monitor runs.
 

@@ -1,4 +1,5 @@
-"""The scheduler: run queue, hub, run()/go(), deadlock detection, shutdown, SIGINT.
+"""The scheduler: run queue, hub, run()/go(), deadlock detection, shutdown; signal handlers' exceptions
+reach main through it (their routing is ``_signals.py``'s).
 
 ``run(main)`` makes a :class:`Scheduler` for the calling thread (the M), a hub greenlet and the
 main G, and switches to the hub. The hub is the scheduler's own greenlet (gevent's habit): it runs
