@@ -16,12 +16,10 @@ tests/test_gevent_suite.py``); in any other run it is skipped and says so.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _suite_harness import run_selected, unit_problems
 
 HARNESS = Path(__file__).parent / "gevent_suite" / "run_gevent_tests.py"
 
@@ -29,22 +27,10 @@ HARNESS = Path(__file__).parent / "gevent_suite" / "run_gevent_tests.py"
 @pytest.mark.gevent_suite
 @pytest.mark.timeout(1800)
 def test_gevent_suite_under_enable(request, tmp_path):
-    if "gevent_suite" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("gevent's suite takes minutes: select it with -m gevent_suite")
-    pytest.importorskip("gevent")
-    out = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, str(HARNESS), "--python", sys.executable,
-                           "--workdir", str(tmp_path / "logs"), "--json", str(out)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    print(proc.stdout)
-    assert out.exists(), f"the harness wrote no report (exit {proc.returncode}):\n{proc.stdout}"
-    report = json.loads(out.read_text())
-    problems = []
-    for name, m in report["files"].items():
-        problems += [f"NEW {o}: {name} {t}" for t, o in m["new"]]
-        problems += [f"STALE (listed, passes now): {name} {t}" for t in m["stale"]]
-        if m["no_tests"]:
-            problems.append(f"{name}: the baseline ran no test: {m['problems'][:1]}")
+    report, proc = run_selected(
+        request, "gevent_suite", "gevent's suite takes minutes: select it with -m gevent_suite",
+        HARNESS, tmp_path, needs=("gevent",))
+    problems = unit_problems(report["files"])
     if report["preemptions"] == 0:
         problems.append("NO PREEMPTION in any preempt process")
     assert not problems and report["ok"] and proc.returncode == 0, (

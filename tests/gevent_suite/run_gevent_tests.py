@@ -40,11 +40,13 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from _suite_harness import (ModeRun, compare, keep_unless_flaky, print_findings,  # noqa: E402
+                            print_table, read_expected, run_attempts, run_child, tail)
 CHILD = HERE / "_child.py"
 EXPECTED = HERE / "expected_failures.txt"
 HOOK = HERE / "hook"
@@ -91,40 +93,6 @@ MORE = [
 # Not here: test__environ wants the environment (GEVENT_BACKEND) gevent's own
 # runner gives it; the test__example_* files start gevent's examples, not shipped in the wheel.
 
-PASSED = ("pass", "xfail")
-FAILED = ("fail", "error", "xpass", "hang", "crash", "not run")
-
-
-@dataclass
-class ModeRun:
-    outcomes: Dict[str, str] = field(default_factory=dict)
-    details: Dict[str, str] = field(default_factory=dict)
-    preemptions: int = 0
-    problems: List[str] = field(default_factory=list)
-    secs: float = 0.0
-
-    def count(self, *kinds: str) -> int:
-        return sum(1 for o in self.outcomes.values() if o in kinds)
-
-
-def read_events(path: Path) -> List[dict]:
-    out = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
-
-
-def tail(path: Path, n: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-n:]
-    except OSError:
-        return ""
-
-
 def child_env(mode: str, counts: Path) -> Dict[str, str]:
     """The preempt children, and every process they start, get hook/sitecustomize.py."""
     env = dict(os.environ)
@@ -154,128 +122,31 @@ def run_mode(py: str, module: str, mode: str, work: Path, *, file_timeout: float
              only: Optional[List[str]] = None, tag: str = "") -> ModeRun:
     r = ModeRun()
     t0 = time.monotonic()
-    hung: List[str] = []
     counts = work / f"{module}.{mode}{tag}.counts"
     counts.mkdir(exist_ok=True)
+    env = child_env(mode, counts)
     if module in SCRIPTS:
         tests_dir = subprocess.check_output(
             [py, "-c", "import gevent.tests as t, os; print(os.path.dirname(t.__file__))"],
             text=True).strip()
         log = work / f"{module}.{mode}{tag}.log"
-        with open(log, "wb") as logf:
-            p = subprocess.Popen([py, f"{module}.py"], cwd=tests_dir,
-                                 stdout=logf, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True,
-                                 env=child_env(mode, counts))
-            try:
-                rc = p.wait(timeout=file_timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, 9)
-                p.wait()
-                rc = "hang"
-        r.outcomes["<script>"] = "pass" if rc == 0 else ("hang" if rc == "hang" else "fail")
-        if rc != 0:
-            r.details["<script>"] = f"exit {rc}; log {log}:\n{tail(log)}"
+        rc, timed_out = run_child([py, f"{module}.py"], log, file_timeout, env, cwd=tests_dir)
+        r.outcomes["<script>"] = "hang" if timed_out else ("pass" if rc == 0 else "fail")
+        if timed_out or rc != 0:
+            r.details["<script>"] = f"exit {'hang' if timed_out else rc}; log {log}:\n{tail(log)}"
         r.preemptions = other_counts(counts)
         r.secs = time.monotonic() - t0
         return r
-    for attempt in range(1, 20):
-        stem = f"{module}.{mode}{tag}.{attempt}"
-        out, log, skipf = work / f"{stem}.jsonl", work / f"{stem}.log", work / f"{stem}.skip"
-        out.unlink(missing_ok=True)
-        skipf.write_text("".join(f"{t}\n" for t in list(r.outcomes) + hung))
-        cmd = [py, str(CHILD), "--mode", mode, "--module", module, "--out", str(out),
-               "--skip-file", str(skipf), "--slice", str(SLICE)]
-        if only is not None:
-            onlyf = work / f"{stem}.only"
-            onlyf.write_text("".join(f"{t}\n" for t in only))
-            cmd += ["--only-file", str(onlyf)]
-        timed_out = False
-        with open(log, "wb") as logf:
-            p = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True,
-                                 env=child_env(mode, counts))
-            try:
-                p.wait(timeout=file_timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                os.killpg(p.pid, 9)
-                p.wait()
-        current, done = None, False
-        for ev in read_events(out):
-            kind = ev["ev"]
-            if kind == "start":
-                current = ev["id"]
-            elif kind == "result":
-                r.outcomes.setdefault(ev["id"], ev["outcome"])
-                if ev.get("detail") and ev["id"] not in r.details:
-                    r.details[ev["id"]] = ev["detail"]
-                if ev["id"] == current:
-                    current = None
-            elif kind == "stats":
-                r.preemptions += ev.get("preemptions", 0)
-            elif kind == "import_error":
-                r.problems.append(f"{mode}: the file did not import:\n{ev['detail']}")
-                done = True
-            elif kind == "done":
-                done = True
-        if done and not timed_out:
-            break
-        if current is None:
-            r.problems.append(f"{mode}: child exited {p.returncode} outside any test "
-                              f"(log {log}):\n{tail(log, 1500)}")
-            break
-        why = "hang" if timed_out else "crash"
-        r.outcomes[current] = why
-        r.details[current] = f"{why} (exit {p.returncode}; log {log}):\n{tail(log)}"
-        hung.append(current)
-        r.problems.append(f"{mode}: {current}: {why} (exit status {p.returncode})")
+
+    def cmd(out: Path, skipf: Path) -> List[str]:
+        return [py, str(CHILD), "--mode", mode, "--module", module, "--out", str(out),
+                "--skip-file", str(skipf), "--slice", str(SLICE)]
+
+    run_attempts(r, mode, work, f"{module}.{mode}{tag}", cmd, what="file", attempts=20,
+                 timeout=lambda: file_timeout, only=only, env=env)
     r.preemptions += other_counts(counts)
     r.secs = time.monotonic() - t0
     return r
-
-
-@dataclass
-class Expected:
-    module: str
-    test: str
-    reason: str
-
-
-def read_expected(path: Path) -> List[Expected]:
-    """``file Class.test  # reason``: a reason is required (rule 2)."""
-    out = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        body, sep, reason = line.partition("#")
-        words = body.split()
-        if not sep or not reason.strip() or len(words) != 2:
-            raise SystemExit(f"{path}:{n}: want 'file Class.test  # reason': {line}")
-        out.append(Expected(words[0], words[1], reason.strip()))
-    return out
-
-
-def first_line(detail: str) -> str:
-    lines = [ln for ln in detail.strip().splitlines() if ln.strip()]
-    return lines[-1][:160] if lines else ""
-
-
-def compare(module: str, base: ModeRun, pre: ModeRun,
-            expected: Dict[Tuple[str, str], Expected]) -> dict:
-    new, listed, stale = [], [], []
-    for tid, b in sorted(base.outcomes.items()):
-        if b not in PASSED:
-            continue
-        p = pre.outcomes.get(tid, "not run")
-        e = expected.get((module, tid))
-        if p in PASSED or p == "skip":
-            if e is not None and p in PASSED and not e.reason.startswith("flaky:"):
-                stale.append(tid)
-            continue
-        (listed if e is not None else new).append((tid, p))
-    return {"new": new, "listed": listed, "stale": stale}
 
 
 def run_file(py: str, module: str, work: Path, exp, args) -> dict:
@@ -284,22 +155,18 @@ def run_file(py: str, module: str, work: Path, exp, args) -> dict:
         SCRIPTS.add(module)
         base = run_mode(py, module, "plain", work, file_timeout=args.file_timeout, tag=".script")
     pre = run_mode(py, module, "preempt", work, file_timeout=args.file_timeout)
-    cmp = compare(module, base, pre, exp)
+    cmp = compare(module, base, pre, exp, "flaky:")
     flaky = []
     if cmp["new"] and not args.no_rerun:
-        again = run_mode(py, module, "preempt", work, tag=".rerun",
-                         only=[t for t, _ in cmp["new"]], file_timeout=args.file_timeout)
-        keep = []
-        for tid, o in cmp["new"]:
-            (flaky if again.outcomes.get(tid) in PASSED else keep).append((tid, o))
-        cmp["new"] = keep
+        flaky = keep_unless_flaky(cmp, run_mode(py, module, "preempt", work, tag=".rerun",
+                                                only=[t for t, _ in cmp["new"]],
+                                                file_timeout=args.file_timeout))
     return {"file": module, "tests": len(base.outcomes), "base": base.outcomes,
             "preempt": pre.outcomes, "new": cmp["new"], "listed": cmp["listed"],
             "stale": cmp["stale"], "flaky": flaky, "preemptions": pre.preemptions,
             "no_tests": not base.outcomes, "problems": base.problems + pre.problems,
             "secs": [base.secs, pre.secs],
-            "baseline": f"{base.count(*PASSED)}/{base.count(*FAILED)}/{base.count('skip')}",
-            "under_preempt": f"{pre.count(*PASSED)}/{pre.count(*FAILED)}/{pre.count('skip')}",
+            "baseline": base.summary(), "under_preempt": pre.summary(),
             "details": {t: pre.details.get(t, "") for t, _ in cmp["new"] + cmp["listed"]
                         + flaky}}
 
@@ -322,7 +189,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     SLICE = args.slice
     work = Path(args.workdir or tempfile.mkdtemp(prefix="gevent-tests-"))
     work.mkdir(parents=True, exist_ok=True)
-    exp = {(e.module, e.test): e for e in read_expected(Path(args.expected))}
+    exp = {(e.module, e.test): e for e in read_expected(Path(args.expected), "file")}
     ver = subprocess.check_output([args.python, "-c", "import sys, gevent; print('%d.%d' % "
                                    "sys.version_info[:2], gevent.__version__)"], text=True)
     print(f"CPython/gevent {ver.strip()} ({args.python}); logs in {work}", flush=True)
@@ -340,15 +207,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"--- {f}: {m['tests']} tests, baseline {m['baseline']}, preempt "
                   f"{m['under_preempt']} (pass/fail/skip), {m['preemptions']} preemptions, "
                   f"{m['secs'][0]:.0f}+{m['secs'][1]:.0f}s", flush=True)
-            for tid, o in m["new"]:
-                print(f"  NEW {o}: {f} {tid}\n      {first_line(m['details'].get(tid, ''))}")
-            for tid, o in m["flaky"]:
-                print(f"  FLAKY (passed when run again): {f} {tid} ({o})\n"
-                      f"      {first_line(m['details'].get(tid, ''))}")
-            for tid, o in m["listed"]:
-                print(f"  listed {o}: {f} {tid}  # {exp[(f, tid)].reason}")
-            for tid in m["stale"]:
-                print(f"  STALE (listed, but passes now): {f} {tid}")
+            print_findings(f, m, m["flaky"], m["details"], exp)
             for p in m["problems"]:
                 print("  " + p.splitlines()[0])
     total = time.monotonic() - t_all
@@ -358,13 +217,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("NO PREEMPTION: the preempt children counted none in all (rule 4)")
     print(f"\n{len(files)} files in {total:.0f} s, {npre} preemptions "
           f"(pass/fail/skip; new = not listed + L listed)")
-    head = ("file", "tests", "baseline", "preempt", "new", "preemptions", "time")
-    rows = [(f, m["tests"], m["baseline"], m["under_preempt"],
-             f"{len(m['new'])}+{len(m['listed'])}L", m["preemptions"],
-             f"{m['secs'][0]:.0f}+{m['secs'][1]:.0f}s") for f, m in results.items()]
-    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
-    for r in [head] + rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    print_table(("file", "tests", "baseline", "preempt", "new", "preemptions", "time"),
+                [(f, m["tests"], m["baseline"], m["under_preempt"],
+                  f"{len(m['new'])}+{len(m['listed'])}L", m["preemptions"],
+                  f"{m['secs'][0]:.0f}+{m['secs'][1]:.0f}s") for f, m in results.items()])
     report = {"files": results, "secs": total, "preemptions": npre, "ok": not bad}
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
