@@ -295,7 +295,7 @@ def test_program_sigurg_handler_sees_only_real_sigurgs_under_async_preemption(ch
     assert child(CHAIN, torture_lib["path"]).startswith("OK")
 
 
-# The shapes a goroutine can call a registered library in. The README promises that direct calls
+# The shapes a goroutine can call a registered library in. docs/guide.md promises that direct calls
 # on the raw library object are preempted too (the region is registered): also when the raw
 # function is itself the goroutine's function, where the frame that made the native call is the
 # worker loop's (_preempt.py rule 8; before it, rule 6's bottom-frame clause, meant for the

@@ -1,4 +1,4 @@
-"""Where preemption is unavailable (README "Where preemption is unavailable", the essay of
+"""Where preemption is unavailable (docs/guide.md "Where preemption is unavailable", the essay of
 ``src/preempt/_platform.py``): forced with ``PREEMPT_FORCE_UNAVAILABLE=<reason>``, in a child
 interpreter, so that the path a PyPy or free-threaded user takes runs on this machine too.
 

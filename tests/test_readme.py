@@ -1,15 +1,16 @@
-"""The README's examples run as shown."""
+"""The examples of the README and of docs/guide.md run as shown."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", ROOT / "docs" / "guide.md"]
 
 
 def _example(first_lines: str) -> str:
-    """The README's code block that starts with ``first_lines``."""
-    text = README.read_text()
+    """The code block of the README or the guide that starts with ``first_lines``."""
+    text = "\n".join(p.read_text() for p in DOCS)
     start = text.index("```python\n" + first_lines)
     return text[start + len("```python\n"):text.index("```", start + 10)]
 

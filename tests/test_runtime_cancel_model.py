@@ -1,6 +1,6 @@
 """Random cancellations and timeouts against a model: nothing a channel, select, Mutex or
 WaitGroup handed over is lost or duplicated, however often the goroutines involved are
-cancelled or timed out (``_runtime/_cancel.py``; README "Interrupts never lose a value").
+cancelled or timed out (``_runtime/_cancel.py``; docs/guide.md "Interrupts never lose a value").
 
 Hypothesis draws a seed and a shape: workers run random operations — send, recv, select over
 two channels (send and receive cases), a Mutex-guarded critical section, WaitGroup.wait — each

@@ -11,7 +11,7 @@ raised — its next *checkpoint*:
    the next time it runs, which is next (``runnext``).
 3. its wait was completed (a value handed over, a mutex granted, a select case won) but it has
    not run yet: the operation finishes and the exception is kept for the next checkpoint
-   (trio's rule, README "Interrupts never lose a value"); sysmon is asked for a preemption at
+   (trio's rule, docs/guide.md "Interrupts never lose a value"); sysmon is asked for a preemption at
    once (a timer due now), so a G that goes on computing gets it at its next safe-point.
 4. running — it cancelled itself, or a handler it runs did: kept the same way, and sysmon is
    asked at once.

@@ -28,7 +28,7 @@ Rules:
    ``no_preempt()``; else as soon as it may).
 3. The hub hands queued exceptions to main one at a time through ``Scheduler.interrupt``: a
    wait of main's is interrupted, and a wait that had already completed finishes first (no value
-   is lost; the README's rule). If main has finished — ``run()`` is shutting down — the
+   is lost; docs/guide.md's rule). If main has finished — ``run()`` is shutting down — the
    exception ends the shutdown at once and ``run()`` raises it.
 4. When ``run()`` ends, the original handlers are put back, unwrapped.
 5. preempt's own signals never reach the program's wakeup fd (``signal.set_wakeup_fd``).

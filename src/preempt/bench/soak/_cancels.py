@@ -6,7 +6,7 @@ workload (``_State.go``: ``fn(st, c, rng, *args)``).
   channels (send, recv, a select with a send and a receive case), a Mutex and a WaitGroup,
   each under a random ``preempt.timeout`` or none; the supervisor cancels random victims at
   random moments and starts a new one for each that the cancellation ended. Bookkeeping runs in
-  ``no_preempt()`` right after an operation returned (README "Interrupts never lose a value").
+  ``no_preempt()`` right after an operation returned (docs/guide.md "Interrupts never lose a value").
   Book: the values whose send returned are, as a multiset, the values whose receive returned
   plus what is left buffered; the Mutex is free at the end; every WaitGroup member counted.
 - ``_grouper``: ``preempt.Group`` blocks whose members compute, block for ever, finish or fail,
