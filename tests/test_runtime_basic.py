@@ -337,13 +337,13 @@ def test_the_worker_loop_itself_is_never_a_safe_point():
     # made (preempt.go(lib.fn), the async hook's native=True) may yield (rule 8).
     import sys
 
-    from preempt._runtime import _park, _preempt, _sched
+    from preempt._runtime import _park, _preempt, _worker
 
     def body():
         g = _park.sched.cur
         f = sys._getframe()
         bottom = f
-        while bottom is not None and bottom.f_code is not _sched._worker_main.__code__:
+        while bottom is not None and bottom.f_code is not _worker.worker_main.__code__:
             bottom = bottom.f_back
         assert bottom is not None, "no worker-loop frame under the goroutine"
         return (_preempt.may_yield(g, f), _preempt.may_yield(g, bottom),
@@ -367,10 +367,10 @@ def test_untested_greenlet_warns_of_no_frame_stacks_where_there_are_none(child):
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
             import preempt
-            from preempt._runtime import _sched
+            from preempt._runtime import _worker
         msgs = [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)]
         assert not any("frame stacks" in m for m in msgs), msgs
-        assert _sched.GSTACK_OFF is None and _sched._worker_run is _sched._worker_main
+        assert _worker.GSTACK_OFF is None and _worker.worker_run is _worker.worker_main
         assert preempt.run(lambda: preempt.go(sum, [1, 2, 3]).join()) == 6
         print("OK")
     """)

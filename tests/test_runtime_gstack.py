@@ -223,8 +223,8 @@ def test_runner_is_the_worker_run_and_behaves_as_call(child):
     block comes back, and a non-callable is refused by name."""
     out = child(PRE + """
 import greenlet
-from preempt._runtime import _sched
-assert _sched._worker_run.__self__ is _sched._worker_main, _sched._worker_run
+from preempt._runtime import _worker
+assert _worker.worker_run.__self__ is _worker.worker_main, _worker.worker_run
 base = live()
 
 def small_and(v):
@@ -267,8 +267,8 @@ print("OK")
     monkeypatch.setenv("PREEMPT_GSTACK_BYTES", "0")
     out = child(PRE + """
 assert _gstack.stats()["enabled"] == 0
-from preempt._runtime import _sched
-assert _sched._worker_run is _sched._worker_main    # off: no wrapper frame under every G
+from preempt._runtime import _worker
+assert _worker.worker_run is _worker.worker_main    # off: no wrapper frame under every G
 assert preempt.run(lambda: preempt.go(_gstack.small).join()) is False
 print("OK")
 """)
@@ -296,10 +296,10 @@ def test_untested_greenlet_turns_the_frame_stacks_off_with_a_clear_warning(child
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
             import preempt
-            from preempt._runtime import _sched
+            from preempt._runtime import _worker
         msgs = [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)]
         assert any("greenlet 4.2.0" in m and "frame stacks" in m for m in msgs), msgs
-        assert _sched._worker_run is _sched._worker_main
+        assert _worker.worker_run is _worker.worker_main
         assert preempt.run(lambda: preempt.go(sum, [1, 2, 3]).join()) == 6
         print("OK")
     """)
@@ -307,6 +307,6 @@ def test_untested_greenlet_turns_the_frame_stacks_off_with_a_clear_warning(child
 
 
 def test_installed_greenlet_is_in_the_tested_range():
-    from preempt._runtime import _sched
+    from preempt._runtime import _worker
 
-    assert _sched.GSTACK_OFF is None, _sched.GSTACK_OFF
+    assert _worker.GSTACK_OFF is None, _worker.GSTACK_OFF

@@ -39,7 +39,7 @@ from .native import preemptible as preemptible
 from . import threads as threads
 
 # --- goroutine runtime exports (owned by the runtime work: src/preempt/_runtime and friends) ---
-from ._runtime._sched import run as run, go as go, current as current
+from ._runtime._run import run as run, go as go, current as current
 from ._runtime._g import Goroutine as Goroutine, JoinTimeout as JoinTimeout
 from ._runtime._park import gosched as gosched
 from ._runtime._preempt import no_preempt as no_preempt, deny_preemption_in as deny_preemption_in

@@ -31,7 +31,7 @@ from greenlet import GreenletExit
 
 from ._errors import Cancelled, PreemptError
 from ._runtime import _cancel, _park, _preempt
-from ._runtime._sched import go as _go
+from ._runtime._run import go as _go
 from ._runtime._waitq import WaitQ
 
 if sys.version_info >= (3, 11):

@@ -48,7 +48,7 @@ from . import ssl as _pssl
 from ._errors import Cancelled, Timeout
 from ._runtime import _park, _preempt
 from ._runtime._cancel import timeout
-from ._runtime._sched import current, go, go_first
+from ._runtime._run import current, go, go_first
 from ._runtime._g import Goroutine
 from .time import sleep
 

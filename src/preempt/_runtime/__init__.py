@@ -3,9 +3,9 @@ the hooks through which the C core preempts it.
 
 It is written in Python, with C twins for its hottest paths, each installed where a reader of
 the Python version sees it: the hand-off path — channels, wait queues, park, a G's start and
-end (``csrc/pe_hot.c``, ``preempt._hot``; installed by the block at the end of
-``preempt/chan.py``, through ``use_c_path()`` in ``_park.py`` and ``_sched.py``) —, small frame
-stacks for goroutines (``csrc/pe_gstack.c``; ``_sched.py``) and the monitor thread
+end (``csrc/pe_hot.c``, ``preempt._hot``; installed by ``_cpath.py`` when this package is
+imported) —, small frame stacks for goroutines (``csrc/pe_gstack.c``; ``_worker.py``) and the
+monitor thread
 (``csrc/pe_sysmon.c``, in ``preempt._core``; ``_csysmon.py``).
 
 Layering (trio's ``_core`` habit): this package is private and imports no public module of
@@ -22,8 +22,12 @@ Files, one concept each:
 - ``_park.py``    THE ONLY place a G gives up the CPU: ``park()``, ``ready()``, ``gosched()``,
                   the G-exit hand-off, and ``next_or_hub()``, the hand-off rule; ``set_sched()``
                   sets the running scheduler for the Python and the C path.
-- ``_sched.py``   the scheduler: run queue + ``runnext``, the hub greenlet, ``run()``/``go()``,
-                  the worker greenlets, deadlock detection, killing (or abandoning) leftover Gs.
+- ``_sched.py``   the scheduler: run queue + ``runnext``, the hub greenlet, deadlock detection,
+                  killing (or abandoning) leftover Gs, the choice of monitor.
+- ``_run.py``     ``run()``, ``go()``, ``go_first()``, ``current()``: the entry points.
+- ``_worker.py``  the worker greenlets every G runs in, a G's end, the frame stacks' choice.
+- ``_chan.py``    channels and ``select`` (``preempt.chan`` is their public face).
+- ``_cpath.py``   installs the C twins of the hand-off path (``preempt._hot``), in one place.
 - ``_waitq.py``   the waiter (Go's sudog) and wait queue (trio's parking lot).
 - ``_timers.py``  the timer heap and ``sleep``.
 - ``_timeouts.py`` the one validation of every time-valued argument.
@@ -42,3 +46,5 @@ Files, one concept each:
 - ``_local.py``   G-local storage.
 - ``_debug.py``   ``stats()`` and ``dump()``.
 """
+
+from . import _cpath  # noqa: E402,F401  (installs the C hand-off path before any G exists)

@@ -52,19 +52,18 @@ def stats() -> Dict[str, Any]:
         "timer": dict(empty),
         "monitor": type(s.monitor).__name__,
     }
-    lat = getattr(s.monitor, "latencies_us", None)     # the C monitor: request -> hook, µs
+    mon = s.monitor                 # the interface of _sysmon.py
+    lat = mon.latencies_us          # the C monitor's: request -> hook, µs
     if lat:
         out["sync"].update(_percentiles([x / 1e6 for x in lat]))
-    counters = getattr(s.monitor, "counters", None)
+    counters = mon.counters()
     if counters is not None:
-        out["monitor_counters"] = counters()
-    extra = getattr(s.monitor, "stats", None)
-    if extra is not None:           # the C monitor adds its own paths and latencies
-        for k, v in extra().items():
-            if isinstance(v, dict) and isinstance(out.get(k), dict):
-                out[k].update(v)
-            else:
-                out[k] = v
+        out["monitor_counters"] = counters
+    for k, v in mon.stats().items():  # the C monitor adds its own paths and latencies
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k].update(v)
+        else:
+            out[k] = v
     return out
 
 

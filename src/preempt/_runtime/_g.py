@@ -230,7 +230,7 @@ class ExcReporter:
         self.id = g.id
         self.name = g.name
         self.exc: Optional[BaseException] = g.exc
-        self.report = report           # report(self) writes it (_sched._report_unjoined)
+        self.report = report           # report(self) writes it (_worker._report_unjoined)
 
     def __del__(self) -> None:
         if self.exc is not None:

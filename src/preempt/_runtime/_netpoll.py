@@ -67,7 +67,7 @@ Invariants:
    runnable when it was found ready — under any load, whatever polls come meanwhile. (It used
    to go to the very front: with every G I/O-woken, each poll put the newest ahead of the
    older ones, and some connections waited 0.1–1 s while others were served.) A connection's
-   new goroutine joins the same segment (``net.py``, ``_sched.go_first``).
+   new goroutine joins the same segment (``net.py``, ``_run.go_first``).
    While a G runs, sysmon looks every 0.5 ms (``_rules.IO_SLICE``) at this epoll and at the
    segment: once the G has run for 0.5 ms and an fd is ready or a woken G waits, it asks for a
    preemption (reason I/O); the preempted G passes through the hub, which polls

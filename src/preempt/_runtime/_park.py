@@ -35,10 +35,9 @@ hub, and every switch would pay for a set.) ``run()`` clears a loop running arou
 puts it back when it returns: a goroutine outside any loop of its own sees none.
 
 :func:`park_checked`, :func:`ready` and :func:`exit_g` have C twins in ``csrc/pe_hot.c``: where
-that extension is built, ``chan.py`` puts them in this module in place of the Python functions
-(:func:`use_c_path`; the C path's install block is at the end of chan.py). They apply
-:func:`next_or_hub` and :func:`take_direct` with the constants of ``_rules.py``, which chan.py
-hands them; ``tests/test_runtime_differential.py`` runs the same programs on both paths and
+that extension is built, ``_cpath.py`` puts them in this module in place of the Python
+functions. They apply :func:`next_or_hub` and :func:`take_direct` with the constants of
+``_rules.py``, which ``_cpath.py`` hands them; ``tests/test_runtime_differential.py`` runs the same programs on both paths and
 checks that the goroutines run in the same order.
 
 :func:`set_sched` is the one place that sets (and clears) the running scheduler, for both paths.
@@ -70,7 +69,7 @@ if TYPE_CHECKING:
 # set_sched() assigns it.
 sched: Optional[Scheduler] = None
 
-# The C hand-off module (``preempt._hot``) once chan.py installed it, else None.
+# The C hand-off module (``preempt._hot``) once ``_cpath.py`` installed it, else None.
 _hot: Any = None
 
 # The M's errno, ``_errno_p[0]`` (``_errno.py``): every switch below keeps the G's (rule 1 there).
@@ -91,14 +90,11 @@ def set_sched(s: Optional[Scheduler]) -> None:
         _hot.set_sched(s)
 
 
-def use_c_path(hot: Any) -> None:
-    """Puts the C twins of :func:`park_checked`, :func:`ready` and :func:`exit_g` in their place
-    (chan.py, at import). ``hot`` is the initialised ``preempt._hot`` module."""
-    global park_checked, ready, exit_g, _hot
+def set_hot(hot: Any) -> None:
+    """The C path is installed (``_cpath.py``): :func:`set_sched` mirrors the running scheduler
+    into ``hot``, starting with the current one. Once, at import."""
+    global _hot
     _hot = hot
-    park_checked = hot.park
-    ready = hot.ready
-    exit_g = hot.exit_g
     hot.set_sched(sched)
 
 
@@ -191,7 +187,7 @@ def park(reason: str, blocker: Any = None) -> None:
 def park_checked(s: Scheduler, g: Goroutine, reason: str, blocker: Any) -> None:
     """park() for callers that already checked that g is the running G on the M (hot path).
 
-    The C path replaces it (``use_c_path``)."""
+    The C path replaces it (``_cpath.py``)."""
     if g.pending_exc is not None:
         raise_pending(g, blocker)
     loop = loop_away()

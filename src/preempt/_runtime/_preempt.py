@@ -32,7 +32,7 @@ The hook defers (Go's "not at a safe point"; DESIGN.md §2.2, §3 invariant 2) w
    never runs the hook; strace shows ``ERESTARTSYS``), and the G waits inside a deny-listed
    ``threading`` frame anyway (``Condition.__enter__``). The walk goes outward, so a subclass's ``_put`` in user
    code is covered by the ``queue`` frame that called it. Extend the list with
-   :func:`deny_preemption_in`. The bottom frame itself (the worker loop, ``_sched._worker_main``)
+   :func:`deny_preemption_in`. The bottom frame itself (the worker loop, ``_worker.worker_main``)
    is runtime code too when it is the interrupted frame *at a bytecode* (the synchronous
    path): its loop's back-edge runs between one G's end and the next G's start, outside the
    ``try`` that catches a G's exception, so an interrupt raised there (a ``Cancelled`` kept for

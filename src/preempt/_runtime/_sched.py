@@ -1,15 +1,14 @@
-"""The scheduler: run queue, hub, run()/go(), deadlock detection, shutdown; signal handlers' exceptions
-reach main through it (their routing is ``_signals.py``'s).
+"""The scheduler: its state (run queue, ``runnext``, timers, poller, monitor), the hub, deadlock
+detection and the end of a run; signal handlers' exceptions reach main through it (their
+routing is ``_signals.py``'s).
 
-``run(main)`` makes a :class:`Scheduler` for the calling thread (the M), a hub greenlet and the
-main G, and switches to the hub. The hub is the scheduler's own greenlet (gevent's habit): it runs
+``run(main)`` (``_run.py``) makes a :class:`Scheduler` for the calling thread (the M), a hub
+greenlet and the main G, and switches to the hub. The hub is the scheduler's own greenlet (gevent's habit): it runs
 expired timers, polls fds and offload completions, picks the next G and switches to it, and
 sleeps in epoll when nothing is runnable. Gs mostly bypass it and switch to each other directly
 (``_park.py``); they come back to the hub only when it has work.
 
-Every G runs inside a *worker* greenlet whose parent is the hub: the worker calls the G's
-function, records its result or exception, and then, instead of dying, offers itself to the next
-new G (the free list in ``_park.exit_g``).
+Every G runs inside a *worker* greenlet whose parent is the hub (``_worker.py``).
 
 When main returns, leftover Gs are killed (Go just exits; we prefer their ``finally`` blocks to
 run): each gets ``GreenletExit`` at the point where it waits or was preempted; Gs that never
@@ -42,18 +41,17 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import traceback
 from collections import deque
 from typing import Any, Callable, Optional
 
-from greenlet import GreenletExit, getcurrent, greenlet
+from greenlet import GreenletExit, greenlet
 
-from .._errors import Cancelled, Deadlock, PreemptError
+from .._errors import Cancelled, Deadlock
 from . import _fork  # noqa: F401  (registers the at-fork handlers, once per process)
-from . import _cancel, _csysmon, _g, _park, _preempt, _signals, _sysmon, _trace
+from . import _csysmon, _g, _park, _sysmon, _worker
 from ._cancel import outranks
 from ._g import Goroutine
-from ._rules import DEAD, IO_TURNS, RUNNABLE, WAITING
+from ._rules import DEAD, RUNNABLE, WAITING
 from ._netpoll import Poller
 from ._timers import add_timer, next_deadline, run_timers
 
@@ -116,7 +114,7 @@ class Scheduler:
         # Where every switch to a G stores ``tick``: the C monitor's shared schedtick word (its
         # slice clock restarts), or a private word for monitors that read ``tick`` themselves.
         # A store, not a call: it is on the hand-off path.
-        self.mtick = getattr(self.monitor, "tick_view", None) or new_word()
+        self.mtick = self.monitor.tick_view or new_word()
         self.poller = Poller(self)
         self.offload: Any = None
 
@@ -129,7 +127,7 @@ class Scheduler:
 
     def bind(self, g: Goroutine) -> Any:
         """Gives a G that starts now a worker greenlet (reused when possible)."""
-        glet = self.free.pop() if self.free else greenlet(_worker_run, self.hub)
+        glet = self.free.pop() if self.free else greenlet(_worker.worker_run, self.hub)
         g.glet = glet
         return glet
 
@@ -353,319 +351,4 @@ def new_monitor(sched: Scheduler) -> Any:
     ``PREEMPT_SYSMON=python`` forces the fallback (for comparison and debugging)."""
     if os.environ.get("PREEMPT_SYSMON", "").lower() != "python" and _csysmon.usable():
         return _csysmon.CoreMonitor(sched)
-    return _sysmon.ItimerMonitor(sched)
-
-
-def _worker_main() -> None:
-    """The body of every worker greenlet: run G after G (reuse) until the free list is full.
-
-    One function, not a loop calling a helper: every frame here is part of each parked G's
-    stack (on 3.10 a heap frame and a C frame; on 3.11+ frame-stack bytes and saved C stack).
-    The G comes from ``s.cur``, which whoever switched here set, not from an argument: the
-    greenlet keeps its start arguments while it lives, and a dead G must not stay alive
-    (``_g.py``: its unretrieved exception is reported when it is freed).
-    """
-    s = _park.sched
-    g = s.cur
-    while g is not None:
-        try:
-            exc = g.wake_exc
-            if exc is not None:
-                g.wake_exc = None
-                raise exc
-            fn, args, kwargs = g.fn, g.args, g.kwargs
-            g.fn = g.args = g.kwargs = None      # a parked G keeps only what its frames hold
-            if kwargs:
-                g.result = fn(*args, **kwargs)
-            elif not args:
-                g.result = fn()                  # CALL, not CALL_FUNCTION_EX: on 3.11+ a Python
-            elif len(args) == 1:                 # callee runs in this C frame, so a parked G's
-                g.result = fn(args[0])           # saved C stack is one interpreter frame
-            elif len(args) == 2:                 # (~450 bytes) smaller, and every switch
-                g.result = fn(args[0], args[1])  # copies that much less
-            elif len(args) == 3:
-                g.result = fn(args[0], args[1], args[2])
-            else:
-                g.result = fn(*args)
-            fn = args = kwargs = None
-            exc = g.pending_exc                  # an interrupt came after its last checkpoint
-            if exc is not None:
-                g.pending_exc = None
-                raise exc
-        except GreenletExit:
-            pass
-        except BaseException as e:
-            g.exc = e
-        fn = args = kwargs = exc = None
-        _g_done(s, g)
-        glet, is_main = g.glet, g is s.main
-        g.glet = None
-        g = None                                 # freed (and reported) while this worker waits
-        g = _park.exit_g(s, glet, is_main)
-        glet = None
-
-
-def _g_done(s: Scheduler, g: Goroutine) -> None:
-    """Bookkeeping for a G whose function returned or raised. Its worker greenlet, runtime code.
-
-    A G that raised gets a reporter (``_g.py`` invariant 6): its exception is printed when the G
-    is freed without a ``join()`` having retrieved it, not merely because nobody was joining it
-    at the moment it died. Gs that returned cost nothing more, and so do cancelled ones (a
-    cancellation is asked for, not a failure: asyncio does not report cancelled tasks either).
-    """
-    del s.gs[g.id]
-    g._finish()
-    if g.exc is not None and g is not s.main and not isinstance(g.exc, Cancelled):
-        arm_reporter(g)
-
-
-def arm_reporter(g: Goroutine) -> None:
-    """Gives a G that died of an exception its reporter (``_g.py`` invariant 6)."""
-    from ._g import ExcReporter
-
-    g.reporter = ExcReporter(g, _report_unjoined)
-
-
-def use_c_path(hot: Any) -> None:
-    """Puts the C twin of :func:`_g_done` in its place (chan.py, at import)."""
-    global _g_done
-    _g_done = hot.g_done
-
-
-# The small frame stacks rely on how greenlet saves, restores and frees a greenlet's frame
-# chunks (csrc/pe_gstack.c). Tested with greenlet 3.x; outside that range they are off.
-GREENLET_TESTED = ((3, 0), (4, 0))      # [low, high)
-
-
-def _gstack_off_reason() -> Optional[str]:
-    """None when the frame stacks may be used with the installed greenlet, else why not.
-    Also None where CPython has no frame data stack (3.10): there is nothing to turn off."""
-    if sys.version_info < (3, 11):
-        return None
-    import greenlet as _greenlet
-
-    v = getattr(_greenlet, "__version__", "0")
-    try:
-        key = tuple(int(x) for x in v.split(".")[:2])
-    except ValueError:
-        key = (0, 0)
-    lo, hi = GREENLET_TESTED
-    if not lo <= key < hi:
-        return (f"greenlet {v} is outside the range preempt's small frame stacks were tested with "
-                f"({lo[0]}.{lo[1]} to below {hi[0]}.{hi[1]}): they are off, and goroutines use "
-                "CPython's own 16 KiB frame chunks (more memory per goroutine, same behaviour); "
-                "install a tested greenlet to turn them back on")
-    return None
-
-
-_worker_run: Callable = _worker_main   # pure-Python install: CPython's own 16 KiB chunks
-GSTACK_OWNER: Any = None               # the frame stacks' capsule for csrc/pe_hot.c, if on
-GSTACK_OFF = _gstack_off_reason()
-if GSTACK_OFF is not None:
-    import warnings
-
-    warnings.warn(GSTACK_OFF, RuntimeWarning, stacklevel=2)
-else:
-    try:   # small frame stacks: a worker greenlet's first call sets one up
-        from .. import _gstack
-    except ImportError:
-        _gstack = None
-    if _gstack is not None and _gstack.stats()["enabled"]:   # not on 3.10, not when set to 0:
-        _worker_run = _gstack.runner(_worker_main)           # a wrapper would only add C frames
-        GSTACK_OWNER = _gstack._owner_api   # the C hand-off path's "which greenlet runs?"
-
-_preempt.register_bottom_code(_worker_main.__code__)   # the G's own frames start above it
-
-
-def _report_unjoined(g: Any, _tbe: Any = traceback.TracebackException, _sys: Any = sys) -> None:
-    """Prints the exception of a dead G that no join() retrieved; ``g`` is the G's ExcReporter
-    (id, name, exc). It runs when the G is freed: possibly inside a garbage collection anywhere,
-    even inside ``compile()``, and at interpreter exit after this module's globals are gone.
-    Hence the names bound as defaults, and no caret lines: computing them parses source with
-    ``ast``, which must not run inside the compiler (it fails with "AST constructor recursion
-    depth mismatch")."""
-    try:
-        exc = g.exc
-        try:
-            te = _tbe(type(exc), exc, exc.__traceback__)
-            todo, seen = [te], set()
-            while todo:                    # this one, its causes, contexts and group members
-                t = todo.pop()
-                if t is None or id(t) in seen:
-                    continue
-                seen.add(id(t))
-                for fs in t.stack:
-                    if getattr(fs, "colno", None) is not None:
-                        fs.colno = None    # 3.11+: no caret line, no ast
-                todo += [t.__cause__, t.__context__, *(getattr(t, "exceptions", None) or ())]
-            msg = "".join(te.format())
-        except Exception as e:             # a broken __str__, say: still say that it raised
-            msg = f"{type(exc).__name__} (its traceback could not be formatted: {e!r})\n"
-        _sys.stderr.write(f"preempt: goroutine {g.id} {g.name!r} raised and nobody was joining "
-                          f"it: its exception was never retrieved with join():\n{msg}")
-        _sys.stderr.flush()
-    except Exception:
-        pass
-
-
-def _slice_from(slice_arg: Optional[float]) -> float:
-    """The time slice for run(): ``slice=``, else PREEMPT_SLICE_MS, else the default (the rules
-    are ``_timeouts.py`` rule 5: 0 to 3600 s, 0 = preemption off).
-
-    Raises:
-        TypeError: ``slice`` is not a number (or is a bool).
-        ValueError: ``slice`` is NaN, negative, infinite or above 3600 s.
-        PreemptError: PREEMPT_SLICE_MS is not a number of milliseconds in that range.
-    """
-    from ._timeouts import check_slice, slice_from_env
-
-    if slice_arg is not None:
-        return check_slice(slice_arg, "preempt.run()")
-    env = os.environ.get("PREEMPT_SLICE_MS")
-    if env:
-        return slice_from_env(env)
-    return DEFAULT_SLICE
-
-
-def run(main: Callable[..., Any], *args: Any, slice: Optional[float] = None,
-        **kwargs: Any) -> Any:
-    """Runs ``main(*args, **kwargs)`` as the main goroutine, with a scheduler on this thread.
-
-    Returns when main returns; goroutines still alive then are killed (their ``finally`` blocks
-    run). On the main thread, Python code is preempted every ``slice`` seconds.
-
-    Args:
-        main: The main goroutine's function.
-        *args: Its positional arguments.
-        slice: The time slice in seconds (default 10 ms, or ``PREEMPT_SLICE_MS``); 0 turns
-            preemption off (cooperative scheduling only).
-        **kwargs: Its keyword arguments.
-
-    Returns:
-        What ``main`` returned.
-
-    Raises:
-        BaseException: main's exception, including KeyboardInterrupt.
-        preempt.Deadlock: Every goroutine blocked for good and main did not catch it.
-        PreemptError: ``run()`` is already running (nested, or on another thread).
-
-    Example::
-
-        def main():
-            ch = preempt.Chan()
-            preempt.go(ch.send, 42)
-            return ch.recv()
-
-        assert preempt.run(main) == 42
-    """
-    cur = _park.sched
-    if cur is not None:
-        where = "inside it" if cur.ident == threading.get_ident() else \
-            f"on thread {cur.thread_name!r}"
-        raise PreemptError(f"preempt.run() is already running {where}; there is one runtime per "
-                           "process: start more work with preempt.go() instead")
-    s = Scheduler(_slice_from(slice))
-    _park.set_sched(s)
-    try:
-        s.hub = greenlet(s.hub_main, getcurrent())
-        s.main = s.spawn(main, args, kwargs, "main", True)
-        _signals.install(s)
-        _trace.install()
-        _cancel.install()
-        s.routing = True
-        if s.slice > 0:
-            s.monitor.start(s.slice)
-        outer = _park.loop_away()   # an asyncio loop around run() is not the goroutines' (_park.py)
-        try:
-            s.hub.switch()
-        finally:
-            if outer is not None:
-                _park.loop_back(outer)
-            s.routing = False
-            s.monitor.stop()
-            _signals.uninstall(s)
-            _trace.uninstall()
-            _cancel.uninstall()
-            s.abandon_leftovers()
-    finally:
-        _park.set_sched(None)
-        _teardown(s)
-    m = s.main
-    if s.exit_exc is not None:      # a signal's exception cut the shutdown short
-        e = s.exit_exc
-        if e.__context__ is None and m.exc is not None and m.exc is not e:
-            e.__context__ = m.exc
-        raise e
-    if m.state is not DEAD:
-        raise PreemptError("preempt.run(): the scheduler stopped before main finished (internal "
-                           "error); please report it with preempt.dump() output")
-    if m.exc is not None:
-        raise m.exc
-    return m.result
-
-
-def _teardown(s: Scheduler) -> None:
-    free, s.free = s.free, []
-    for glet in free:           # idle workers: let them end (GreenletExit in exit_g)
-        try:
-            glet.throw(GreenletExit)
-        except BaseException:
-            pass
-    s.poller.close()
-    if s.offload is not None:
-        s.offload.shutdown(wait=False)
-
-
-def go(fn: Callable[..., Any], *args: Any, name: Optional[str] = None, preemptible: bool = True,
-       **kwargs: Any) -> Goroutine:
-    """Starts ``fn(*args, **kwargs)`` in a new goroutine; returns at once.
-
-    Args:
-        fn: The function to run.
-        *args: Its positional arguments.
-        name: A name for dump(), deadlock messages and error reports (default: fn's name).
-        preemptible: False runs it cooperatively: it is never preempted, only switched out when
-            it blocks or calls gosched().
-        **kwargs: Its keyword arguments.
-
-    Returns:
-        The :class:`Goroutine`; ``join()`` it for the result.
-
-    Raises:
-        PreemptError: Called outside ``preempt.run()`` or from another OS thread.
-    """
-    s = _park.sched
-    if s is None or s.cur is None or s.cur.glet is not getcurrent():
-        s = _park.check_sched("preempt.go()")
-    g = _g.new_g(fn, args, kwargs, name, preemptible)
-    s.gs[g.id] = g
-    s.spawned += 1
-    s.runq.append(g)
-    return g
-
-
-def go_first(fn: Callable[..., Any], *args: Any, name: Optional[str] = None) -> Goroutine:
-    """go(), with the new G queued as I/O work instead of at the back: for work that I/O just
-    brought, such as a connection the accept loop took (``_netpoll.py`` invariant 6: it runs
-    ahead of the goroutines that were preempted, behind the I/O-woken ones queued before it).
-    Runtime code in a G."""
-    g = go(fn, *args, name=name)
-    g.io_turn = IO_TURNS
-    s = _park.sched
-    q = s.runq
-    if q and q[-1] is g:
-        q.pop()
-        _park.queue_io(s, (g,))
-    return g
-
-
-def current() -> Goroutine:
-    """The running goroutine.
-
-    Raises:
-        PreemptError: Called outside ``preempt.run()`` or from another OS thread.
-    """
-    s = _park.sched
-    if s is None or s.cur is None or s.cur.glet is not getcurrent():
-        s = _park.check_sched("preempt.current()")
-    return s.cur
+    return _sysmon.PosixTimerMonitor(sched)

@@ -7,11 +7,12 @@ preemption:
 ==========================  ====================================================================
 ``start(slice_seconds)``    begin watching (called by ``run()`` on the M, slice > 0)
 ``stop()``                  stop watching and restore whatever ``start`` changed
-``tick_view`` (optional)    a one-item ``"Q"`` memoryview; at every switch to a G the
+``tick_view``               a one-item ``"Q"`` memoryview, or None; at every switch to a G the
                             scheduler stores its switch count ``sched.tick`` there (a store, not
-                            a call: it is on the hand-off path). Monitors without one read
+                            a call: it is on the hand-off path). Monitors with None read
                             ``sched.tick`` themselves
 ``on_idle()``               the hub is about to block in epoll: nothing runs
+``on_wake()``               the hub's poll returned: Gs may run again
 ``set_next_deadline(t)``    the earliest timer deadline, ``time.monotonic()`` seconds, or None
                             when no timer is pending (published when the heap's top changes)
 ``req_seq() -> int``        number of the latest request; ``_preempt_hook`` compares it with the
@@ -21,6 +22,8 @@ preemption:
 ``ack(seq)``                the hook consumed request ``seq`` (the C monitor stops re-sending)
 ``want_hub()``/``hub_done``  a signal handler queued work for the hub / the hub took it (the C
                             monitor counts it as runnable work, so it preempts for it)
+``latencies_us``            the latest request -> hook latencies (µs), for ``stats()``
+``counters()``/``stats()``  the monitor's own figures for ``stats()`` (None / {} when none)
 ``after_fork_child(m)``     in a fork() child (``_fork.py``): ``m`` True, the M forked and the
                             runtime goes on: watch it again (no monitor thread or timer
                             survives a fork); False, the M does not exist there: forget it
@@ -30,7 +33,7 @@ A request is: increment the sequence, then make CPython call ``_preempt._preempt
 Python-level signal handler on the M (the C monitor trips SLOT; the fallback is already inside
 its tick handler). Swapping implementations is the one line in ``_sched.new_monitor``.
 
-The fallback (:class:`ItimerMonitor`): a POSIX timer (``timer_create(CLOCK_MONOTONIC)``, called
+The fallback (:class:`PosixTimerMonitor`): a POSIX timer (``timer_create(CLOCK_MONOTONIC)``, called
 through ctypes) delivers signal ``SIGRTMAX - 1`` every slice; on each tick, if no switch happened
 since the previous one (``sched.tick`` did not move: Go's ``schedtick`` check in sysmon), the G has
 run at least a whole slice: make a request. A G therefore gives up the CPU after one to two
@@ -55,7 +58,7 @@ import ctypes
 import signal
 import threading
 import warnings
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from . import _preempt, _signals
 from ._rules import REASON_SLICE
@@ -64,7 +67,18 @@ _warned_off_main = False
 
 
 class NullMonitor:
-    """No preemption: cooperative scheduling only."""
+    """No preemption: cooperative scheduling only. Also the interface's defaults (above)."""
+
+    tick_view: Optional[memoryview] = None
+    latencies_us: Sequence[float] = ()      # request -> hook (µs), the latest, for stats()
+
+    def counters(self) -> Optional[dict]:
+        """The monitor's own counters for ``stats()["monitor_counters"]``, or None."""
+        return None
+
+    def stats(self) -> dict:
+        """What the monitor adds to ``stats()`` (its paths and latencies)."""
+        return {}
 
     def start(self, slice_seconds: float) -> None:
         pass
@@ -100,7 +114,7 @@ class NullMonitor:
         """fork() child: nothing to restart or forget."""
 
 
-class ItimerMonitor(NullMonitor):
+class PosixTimerMonitor(NullMonitor):
     """The pure-Python fallback: a timer signal every slice, main thread only."""
 
     def __init__(self, sched: Any) -> None:
