@@ -193,6 +193,29 @@ def _in_thread(fn, *args) -> dict:
     return out
 
 
+def _wait_for_a_new_worker(g: Gunicorn, old_pid: int, what: str) -> None:
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        try:
+            if g.worker_pid() != old_pid:
+                return
+        except OSError:
+            pass                                # between the old worker and the new one
+        time.sleep(0.1)
+    pytest.fail(f"no new worker {what}:\n{g.log()}")
+
+
+def _signal_during(g: Gunicorn, path: str, sig: int, pid: Optional[int] = None,
+                   wait: float = 30) -> Optional[tuple]:
+    """Sends ``sig`` to ``pid`` (default: the arbiter) while ``path`` is being served;
+    returns the request's (status, body), or None if it had no answer within ``wait``."""
+    req = _in_thread(g.get, path)
+    time.sleep(0.5)
+    os.kill(pid or g.proc.pid, sig)
+    req["thread"].join(wait)
+    return req.get("result")
+
+
 # -- PREEMPT_REQUEST_TIMEOUT is read at worker start -----------------------------------------
 
 def test_request_timeout_from_env_reads_seconds_or_none():
@@ -251,16 +274,9 @@ def test_tls_from_certfile_and_keyfile(server, tmp_path):
 def test_max_requests_restarts_the_worker(server):
     g = server("--max-requests", "3")
     first = g.worker_pid()
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        try:
-            if g.worker_pid() != first:
-                break
-        except OSError:
-            pass                                # between the old worker and the new one
-        time.sleep(0.1)
-    else:
-        pytest.fail(f"the worker was not restarted:\n{g.log()}")
+    for _ in range(6):
+        g.get("/light")
+    _wait_for_a_new_worker(g, first, "after max_requests")
     assert "Autorestarting worker after current request" in g.log()
 
 
@@ -354,21 +370,20 @@ def test_a_client_that_disconnects_cancels_nothing_else(server):
 
 def test_sigterm_lets_a_running_request_finish(server):
     g = server("--graceful-timeout", "10")
-    heavy = _in_thread(g.get, "/heavy/1.5")
-    time.sleep(0.5)
-    g.proc.send_signal(signal.SIGTERM)
-    heavy["thread"].join(30)
-    assert heavy["result"] == (200, "heavy\n")
+    assert _signal_during(g, "/heavy/1.5", signal.SIGTERM) == (200, "heavy\n")
     assert g.proc.wait(30) == 0
+
+
+def test_sigint_to_the_worker_is_graceful_too(server):
+    g = server("--graceful-timeout", "10")
+    pid = g.worker_pid()
+    assert _signal_during(g, "/heavy/1.5", signal.SIGINT, pid) == (200, "heavy\n")
+    _wait_for_a_new_worker(g, pid, "after SIGINT")
 
 
 def test_sigterm_cancels_what_outlives_the_graceful_timeout(server):
     g = server("--graceful-timeout", "1")
-    heavy = _in_thread(g.get, "/heavy/60.0?mark=shutdown")
-    time.sleep(0.5)
-    g.proc.send_signal(signal.SIGTERM)
-    heavy["thread"].join(30)
-    assert heavy["result"][0] == 503
+    assert _signal_during(g, "/heavy/60.0?mark=shutdown", signal.SIGTERM)[0] == 503
     assert g.proc.wait(30) == 0
     assert (g.marks / "shutdown").read_text() == "finally ran"
     assert "the worker is shutting down" in g.log()
@@ -378,35 +393,14 @@ def test_sighup_replaces_the_worker_and_serving_goes_on(server):
     g = server()
     pid = g.worker_pid()
     g.proc.send_signal(signal.SIGHUP)
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        try:
-            if g.worker_pid() != pid:
-                break
-        except OSError:
-            pass
-        time.sleep(0.1)
-    else:
-        pytest.fail(f"SIGHUP did not start a new worker:\n{g.log()}")
+    _wait_for_a_new_worker(g, pid, "after SIGHUP")
     assert g.get("/light") == (200, "light\n")
 
 
 def test_sigquit_to_the_worker_stops_it_at_once_and_the_arbiter_replaces_it(server):
     g = server("--graceful-timeout", "30")
     pid = g.worker_pid()
-    heavy = _in_thread(g.get, "/heavy/60.0?mark=quit")
-    time.sleep(0.5)
-    os.kill(pid, signal.SIGQUIT)
-    heavy["thread"].join(20)                    # well before the 30 s grace
-    assert heavy["result"][0] == 503
+    # answered well before the 30 s grace
+    assert _signal_during(g, "/heavy/60.0?mark=quit", signal.SIGQUIT, pid, 20)[0] == 503
     assert (g.marks / "quit").read_text() == "finally ran"
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        try:
-            if g.worker_pid() != pid:
-                break
-        except OSError:
-            pass
-        time.sleep(0.1)
-    else:
-        pytest.fail(f"no new worker after SIGQUIT:\n{g.log()}")
+    _wait_for_a_new_worker(g, pid, "after SIGQUIT")
