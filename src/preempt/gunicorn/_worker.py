@@ -28,6 +28,9 @@ Rules (tests refer to them by number):
 7. An exception escaping the application is gunicorn's to answer (a 500 and a log line);
    Flask answers its own. A client that disconnects ends its own connection's goroutine only.
 
+8. Each request of a connection starts with the turn an I/O wake gives
+   (``_park.renew_io_turn``): a light request keeps its place ahead of computing ones.
+
 Where these run: ``run()`` on the worker process's main thread; the rest in goroutines.
 """
 
@@ -46,6 +49,7 @@ from gunicorn.workers.base_async import AsyncWorker
 from .._errors import Cancelled, Timeout
 from .._patch import patch
 from .._runtime._cancel import timeout
+from .._runtime._park import renew_io_turn
 from .._runtime._preempt import register_transparent_code
 from .._runtime._sched import go, run
 from .. import socket as _psocket
@@ -130,6 +134,7 @@ class Worker(AsyncWorker):
             pass
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> bool:
+        renew_io_turn()                             # rule 8
         conn = SentCounter(sock)
         limit = self.request_timeout
         try:
