@@ -116,3 +116,22 @@ print("OK")
 def test_every_connection_is_served_within_a_round_under_sustained_load(child, pure, hogs):
     out = child(SCENARIO, pure, str(hogs), timeout=90)
     assert out.strip().endswith("OK"), out
+
+
+def test_renew_io_turn_gives_the_running_goroutine_an_io_wakes_turn(in_run):
+    """``_park.renew_io_turn`` (a keep-alive connection's next request, ``preempt.gunicorn``):
+    the running G gets the turn an I/O wake gives, which the preemption hook spends on keeping
+    its place ahead of computing Gs (``_netpoll.py`` invariant 6); outside a G it does
+    nothing."""
+    from preempt._runtime import _park
+    from preempt._runtime._rules import IO_TURNS
+
+    _park.renew_io_turn()                       # outside run(): nothing to renew
+
+    def main():
+        g = _park.sched.cur
+        g.io_turn = 0
+        _park.renew_io_turn()
+        return g.io_turn
+
+    assert IO_TURNS >= 1 and in_run(main) == IO_TURNS

@@ -313,3 +313,43 @@ def _cut_short_scenario():
         for sock in p:
             sock.close()
     return res, log, batches, parked_not
+
+
+def test_max_conns_serves_at_most_n_connections_at_once_rule_7(in_run):
+    def main():
+        running, most = [0], [0]
+
+        def slow(conn, addr):
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            conn.recv(1)
+            preempt.sleep(0.05)
+            running[0] -= 1
+            conn.sendall(b"k")
+
+        srv = preempt.net.serve_tcp(slow, "127.0.0.1", 0, max_conns=2)
+        out = preempt.Chan(6)
+        for _ in range(6):
+            preempt.go(lambda: out.send(_roundtrip(srv.address, b"x")))
+        got = [out.recv() for _ in range(6)]
+        # close() while the accept loop waits for a slot: it ends that wait
+        held = [psocket.create_connection(srv.address) for _ in range(2)]
+        while srv.stats()["active"] < 2:
+            preempt.sleep(0.01)
+        cancelled = srv.shutdown(0.1)
+        for c in held:
+            c.close()
+        return got, most[0], cancelled, srv.stats()
+
+    got, most, cancelled, st = in_run(main)
+    assert got == [b"k"] * 6 and most == 2
+    assert cancelled == 2 and st["active"] == 0
+
+
+def test_max_conns_must_be_a_positive_int(in_run):
+    def main():
+        for bad in (0, -1, 1.5, "2"):
+            with pytest.raises(ValueError, match="max_conns"):
+                preempt.net.serve_tcp(_echo, "127.0.0.1", 0, max_conns=bad)
+
+    in_run(main)

@@ -32,6 +32,10 @@ Rules (tests refer to them by number):
    I/O-woken goroutines at the head of the run queue, behind those woken earlier and ahead of
    every preempted one, and a handler that computes is preempted about 0.5 ms after I/O becomes ready
    (``_runtime/_netpoll.py`` invariant 6).
+7. With ``max_conns=N``, at most N handlers run at once: the accept loop waits for one to end
+   before it accepts the next connection, which waits meanwhile in the listen backlog (the
+   limit of gevent's ``Pool`` and gunicorn's ``worker_connections``). ``close()`` ends that
+   wait too.
 
 Where these run: in goroutines of one ``preempt.run()``.
 """
@@ -50,6 +54,7 @@ from ._runtime import _park, _preempt
 from ._runtime._cancel import timeout
 from ._runtime._run import current, go, go_first
 from ._runtime._g import Goroutine
+from .chan import Chan
 from .time import sleep
 
 __all__ = ["serve_tcp", "TCPServer"]
@@ -65,7 +70,8 @@ class TCPServer:
         address: The bound address, ``(host, port)``: the port chosen when 0 was asked.
     """
 
-    def __init__(self, listener: Any, handler: Callable[..., Any], tls: Any) -> None:
+    def __init__(self, listener: Any, handler: Callable[..., Any], tls: Any,
+                 max_conns: Optional[int] = None) -> None:
         self._sock = listener
         self._handler = handler
         self._tls = tls
@@ -74,6 +80,9 @@ class TCPServer:
         self._closed = False
         self._n: Dict[str, int] = {"accepted": 0, "handler_errors": 0, "tls_failures": 0,
                                     "accept_errors": 0}
+        # rule 7: a token per running handler, sent before accept, taken back at its end
+        self._slots = Chan(max_conns) if max_conns else None
+        self._in_slot_wait = False
         self._loop = go(self._accept_loop, name=f"serve_tcp {self.address[0]}:{self.address[1]}")
 
     def __repr__(self) -> str:
@@ -94,12 +103,23 @@ class TCPServer:
     def _accept_loop(self) -> None:
         sock = self._sock
         while not self._closed:
+            if self._slots is not None:
+                self._in_slot_wait = True
+                try:
+                    self._slots.send(None)                  # rule 7
+                except Cancelled:
+                    if self._closed:
+                        return                              # close() (rule 7)
+                    raise
+                finally:
+                    self._in_slot_wait = False
             try:
                 conn, addr = sock.accept()
             except OSError as e:
                 if self._closed or e.errno == errno.EBADF:
                     return                                  # close() (rule 4)
                 self._n["accept_errors"] += 1
+                self._free_slot()
                 if e.errno in _BACKOFF:
                     sleep(0.01)                             # rule 5
                 elif e.errno not in _RETRY:
@@ -133,6 +153,11 @@ class TCPServer:
                 conn.close()
             finally:
                 self._conns.discard(me)
+                self._free_slot()
+
+    def _free_slot(self) -> None:
+        if self._slots is not None:
+            self._slots.recv()              # never blocks: the loop sent this token
 
     def close(self) -> None:
         """Stops accepting new connections (rule 4); running handlers go on."""
@@ -140,6 +165,8 @@ class TCPServer:
             return
         self._closed = True
         self._sock.close()                  # wakes the accept loop with EBADF
+        if self._in_slot_wait:
+            self._loop.cancel("preempt.net: the server was closed")   # its wait for a slot
 
     def shutdown(self, grace: Optional[float] = 5.0) -> int:
         """Closes, waits ``grace`` seconds for running handlers, cancels the rest (rule 4).
@@ -184,7 +211,8 @@ _preempt.register_transparent_code(TCPServer._serve_one.__code__)
 
 
 def serve_tcp(handler: Callable[..., Any], host: Optional[str] = "127.0.0.1", port: int = 0, *,
-              backlog: int = 128, tls: Any = None, reuse_port: bool = False) -> TCPServer:
+              backlog: int = 128, tls: Any = None, reuse_port: bool = False,
+              max_conns: Optional[int] = None) -> TCPServer:
     """Listens on ``(host, port)`` and runs ``handler(conn, addr)`` in a goroutine per
     connection (module docstring). Returns at once, with the server accepting.
 
@@ -197,14 +225,19 @@ def serve_tcp(handler: Callable[..., Any], host: Optional[str] = "127.0.0.1", po
             into ``preempt.ssl.SSLSocket`` (its ``sslsocket_class`` is set: those sockets
             also work outside goroutines, blocking their thread).
         reuse_port: Set ``SO_REUSEPORT`` (several processes on one port).
+        max_conns: At most this many handlers at once (rule 7); None: no limit.
 
     Raises:
         OSError: The address cannot be bound.
         TypeError: ``handler`` is not callable, or ``tls`` is not an SSLContext.
+        ValueError: ``max_conns`` is not None or an int >= 1.
         PreemptError: Called outside a goroutine.
     """
     if not callable(handler):
         raise TypeError(f"serve_tcp(): handler must be callable, not {type(handler).__name__!r}")
+    if max_conns is not None and (type(max_conns) is not int or max_conns < 1):
+        raise ValueError(f"serve_tcp(): max_conns must be None (no limit) or an int >= 1, "
+                         f"got {max_conns!r}")
     if tls is not None:
         import ssl
 
@@ -218,7 +251,7 @@ def serve_tcp(handler: Callable[..., Any], host: Optional[str] = "127.0.0.1", po
     sock = _psocket.create_server((host or "", port), family=family, backlog=backlog,
                                   reuse_port=reuse_port)
     try:
-        return TCPServer(sock, handler, tls)
+        return TCPServer(sock, handler, tls, max_conns)
     except BaseException:
         sock.close()
         raise

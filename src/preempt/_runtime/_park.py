@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from greenlet import getcurrent, greenlet
 
 from .._errors import PreemptError
-from ._rules import POLL_EVERY, RUNNABLE, RUNNEXT_STREAK, RUNNING, WAITING
+from ._rules import IO_TURNS, POLL_EVERY, RUNNABLE, RUNNEXT_STREAK, RUNNING, WAITING
 
 if TYPE_CHECKING:
     from ._g import Goroutine
@@ -244,6 +244,27 @@ def ready(g: Goroutine, next: bool = False) -> None:
             s.runq.append(old)
     else:
         s.runq.append(g)
+
+
+def renew_io_turn() -> None:
+    """The running G starts a new piece of work that I/O brought: it gets the turn an I/O wake
+    gives (``g.io_turn``, ``_netpoll.py`` invariant 6), as if it had parked for the work and
+    been woken. For a server's connection goroutine at each request of a keep-alive connection
+    (``preempt.gunicorn``): a light request cut short by the I/O preemption of another ready
+    connection keeps its place ahead of the computing Gs instead of queueing behind their
+    slices. Without it, a G whose turn went on the request before (or on parsing this one,
+    whose bytes were already read) waited a whole round of slices: with 4 heavy requests
+    computing, light requests' p99 was 41 ms against a p50 under 1 ms. A G that computes is
+    not favoured for long: the turn is one I/O slice, after which it queues behind the others.
+
+    (An alternative would be to park the G on its socket at every request, to be woken by the
+    poll. Rejected: a keep-alive request is often read already, and a park and a poll per
+    request cost more than the turn they would give.)
+
+    A G; outside one, nothing happens."""
+    s = sched
+    if s is not None and s.cur is not None and s.cur.glet is getcurrent():
+        s.cur.io_turn = IO_TURNS
 
 
 def gosched() -> None:

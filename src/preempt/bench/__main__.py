@@ -21,6 +21,7 @@ timeouts and cancellations for N seconds, checked for anything lost. Run it by n
     python -m preempt.bench --only io           # hello-world HTTP under wrk: req/s, p50/p99 (io/)
     python -m preempt.bench --only aio          # asyncio ticker: preempt.aio vs to_thread (aio.py)
     python -m preempt.bench --only gevent       # gevent heartbeat: alone vs preempt.gevent.enable()
+    python -m preempt.bench --only gunicorn     # gunicorn's workers vs preempt's (gunicorn/)
 
 The io benchmark's load-independent half, instructions per request under callgrind, has its own
 command: ``python -m preempt.bench.io --instructions`` (needs valgrind; about a minute).
@@ -43,7 +44,7 @@ from ._stats import percentiles, table
 from .io._server import KINDS as IO_KINDS
 
 BENCHES = ("ticker", "native", "latency", "sleepers", "overhead", "suspend", "switch", "cancel")
-EXTRA = ("soak", "interrupt", "http", "io", "aio", "gevent")   # run only when named in --only
+EXTRA = ("soak", "interrupt", "http", "io", "aio", "gevent", "gunicorn")   # run only when named in --only
 SOAK_SECONDS = {"quick": 3.0, "default": 60.0, "full": 300.0}
 
 
@@ -213,7 +214,7 @@ def main(argv=None) -> int:
         return 1
     steps = {"ticker": 5, "native": 5, "latency": 0, "sleepers": 1, "overhead": 2, "suspend": 1, "switch": 1,
              "soak": 1, "interrupt": 1, "cancel": 1, "http": 1, "io": len(IO_KINDS), "aio": 1,
-             "gevent": 1}
+             "gevent": 1, "gunicorn": 1}
     prog = Progress(sum(steps[b] for b in only) or 1)
     results: Dict[str, Any] = {"machine": facts, "mode": "quick" if args.quick else "full" if args.full else "default"}
     tables: List[str] = []
@@ -305,6 +306,14 @@ def main(argv=None) -> int:
         results["gevent"] = gevent_bridge.measure(1 if args.quick else 5 if args.full else 3,
                                                   50.0 if args.quick else gevent_bridge.JOB_MS)
         tables.append(gevent_bridge.report(results["gevent"]))
+    if "gunicorn" in only:
+        from . import gunicorn as gunicorn_bench
+
+        prog.step("gunicorn: sync, gthread, gevent and preempt's worker under wrk")
+        results["gunicorn"] = gunicorn_bench.measure(
+            1.0 if args.quick else 10.0 if args.full else 5.0, (1,) if args.quick else (1, 2),
+            logdir=os.path.abspath(args.out))
+        tables.append(gunicorn_bench.report(results["gunicorn"]))
     print()
     print(_header(facts))
     print()
