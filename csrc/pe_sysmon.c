@@ -230,6 +230,15 @@ int pe_sysmon_watch_work(void *runq, void *sched, void *runnext_descr, void *non
     return PE_OK;
 }
 
+int pe_sysmon_watch_epoll(int epfd)
+{
+    atomic_store(&pe_sm_runq_len, NULL);
+    atomic_store(&pe_sm_runnext, NULL);
+    atomic_store(&pe_sm_iofront, NULL);
+    atomic_store(&pe_sm_epfd, epfd >= 0 ? epfd : -1);
+    return PE_OK;
+}
+
 /* The monitor loop. sysmon thread only. */
 static void *pe_sysmon_main(void *arg)
 {

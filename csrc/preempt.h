@@ -174,6 +174,12 @@ void pe_sysmon_kick(void);
  * PE_INVALID. */
 int pe_sysmon_watch_work(void *runq, void *sched, void *runnext_descr, void *none, int epfd,
                          const uint64_t *iofront);
+/* Tell sysmon the epoll fd of an event loop that is not the runtime's (a bridge's: gevent's
+ * libev/libuv backend, asyncio's selector, uvloop's libuv backend; -1: none). While a greenlet
+ * computes, sysmon looks at it every I/O slice and preempts when one of the loop's fds is ready,
+ * as it does with the runtime's poller. Only the fd: "another goroutine could run" is not known,
+ * so every slice ends with a request. M thread. PE_OK. */
+int pe_sysmon_watch_epoll(int epfd);
 /* What the preempt hook asks the trampoline to do once the goroutine may continue. */
 #define PE_HOOK_CONTINUE         0
 #define PE_HOOK_RAISE_INTERRUPT  1  /* KeyboardInterrupt at the next bytecode after the call */
