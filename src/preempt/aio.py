@@ -49,7 +49,8 @@ from typing import Any, Awaitable, Callable, Deque, Optional
 
 from greenlet import greenlet, getcurrent
 
-from ._bridge import SlotMonitor, held, positive_seconds
+from ._bridge import SlotMonitor, held
+from ._runtime._timeouts import check_interval
 from ._errors import PreemptError
 
 SLICE = 0.002           # seconds a function computes before the loop gets the thread back
@@ -198,7 +199,7 @@ async def run(fn: Callable[..., Any], *args: Any, slice: Optional[float] = None,
     if asyncio.iscoroutinefunction(fn) or not callable(fn):
         raise TypeError(f"preempt.aio.run() needs a plain callable, got {fn!r}"
                         + (": await the coroutine instead" if callable(fn) else ""))
-    slice_ = SLICE if slice is None else positive_seconds(slice, "preempt.aio.run()", "slice")
+    slice_ = SLICE if slice is None else check_interval(slice, "preempt.aio.run()", "slice")
     loop = asyncio.get_running_loop()
     r = _runner
     if r is not None and r.loop is not loop:
@@ -274,8 +275,7 @@ def _hook(seq: int, frame: Optional[FrameType]) -> None:
         return
     from ._runtime import _preempt
 
-    if (held(g) or _preempt._import_lock_held() or _preempt.in_denied(frame)
-            or (_preempt._HANDLER_ENTRY_BUG and _preempt.at_handler_entry(frame))):
+    if not _preempt.may_switch(frame, held=held(g)):     # the runtime's one predicate
         r.ndeferred += 1                 # not acked: sysmon sends it again
         return
     r.mon.ack(seq, job, frame)

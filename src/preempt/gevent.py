@@ -67,7 +67,8 @@ from typing import Any, Deque, Dict, List, Optional
 
 from greenlet import getcurrent, gettrace, settrace
 
-from ._bridge import SlotMonitor, held, positive_seconds
+from ._bridge import SlotMonitor, held
+from ._runtime._timeouts import check_interval
 from ._runtime._preempt import LOCK_MODULES
 
 _LOCK_TOPS = frozenset(m.split(".")[0] for m in LOCK_MODULES)
@@ -132,8 +133,8 @@ def enable(slice: float = 0.010, *, report_after: float = 0.1) -> None:
         ImportError: gevent is not installed.
     """
     global _st, _atexit_done
-    slice_ = positive_seconds(slice, "preempt.gevent.enable()", "slice")
-    after = positive_seconds(report_after, "preempt.gevent.enable()", "report_after")
+    slice_ = check_interval(slice, "preempt.gevent.enable()", "slice")
+    after = check_interval(report_after, "preempt.gevent.enable()", "report_after")
     if _st is not None:
         disable()
     st = _State(slice_, after)
@@ -191,30 +192,20 @@ def _trace(event: str, args: Any) -> None:
         st.old_trace(event, args)
 
 
-def may_switch(g: Any, frame: Optional[FrameType], locks_green: bool) -> bool:
-    """Rule 2 for greenlet ``g`` interrupted at ``frame``; ``locks_green``: ``threading`` is
-    gevent's (its locks keep other greenlets out). Handler on the main thread."""
+def _may_switch(g: Any, frame: Optional[FrameType], locks_green: bool) -> bool:
+    """Rule 2 for greenlet ``g`` interrupted at ``frame``: the runtime's one predicate
+    (``_preempt.may_switch``) with gevent's amendments — never in gevent's own code on top or
+    in its atomic functions; the lock modules' frames allowed when ``threading`` is gevent's
+    (``locks_green``: its locks keep other greenlets out). Handler on the main thread."""
     from ._runtime import _preempt
 
-    if frame is None or held(g) or _preempt._import_lock_held():
+    if frame is None:
         return False
     top = frame.f_globals.get("__name__") or ""
     if top == "gevent" or top.startswith("gevent."):
         return False
-    if _preempt._HANDLER_ENTRY_BUG and _preempt.at_handler_entry(frame):
-        return False
-    f: Optional[FrameType] = frame
-    while f is not None:
-        names = _GEVENT_ATOMIC.get(f.f_globals.get("__name__"))
-        if names is not None and f.f_code.co_name in names:
-            return False
-        k = _preempt._classify(f)
-        if k == _preempt._DENIED or k == _preempt._RUNTIME:
-            name = f.f_globals.get("__name__") or ""
-            if not (locks_green and name.split(".")[0] in _LOCK_TOPS):
-                return False
-        f = f.f_back
-    return True
+    return _preempt.may_switch(frame, held=held(g), atomic=_GEVENT_ATOMIC,
+                               allow=_LOCK_TOPS if locks_green else frozenset())
 
 
 def _hook(seq: int, frame: Optional[FrameType]) -> None:
@@ -226,7 +217,7 @@ def _hook(seq: int, frame: Optional[FrameType]) -> None:
     if st.hub_if_exists() is None:              # no hub: nothing else can run (rule 2)
         st.mon.decline(seq)
         return
-    if isinstance(g, st.Hub) or not may_switch(
+    if isinstance(g, st.Hub) or not _may_switch(
             g, frame, st.gevent.monkey.is_module_patched("threading")):
         st.ndeferred += 1                       # not acked: sysmon sends it again
         return
