@@ -164,6 +164,11 @@ void pe_sysmon_stop(void);
 pe_sysmon_shared_t *pe_sysmon_shared(void);
 /* Wake sysmon early (after publishing an earlier deadline). Any thread. */
 void pe_sysmon_kick(void);
+/* The M says whether preemptible code runs (1) or its hub/loop does (0): the shared word
+ * `running`, and, when it turns 1 while sysmon sleeps idle (it sleeps long while nothing runs),
+ * a wake-up, so the slice and the published deadline are watched from now on, not from the end
+ * of that sleep. No system call unless sysmon is idle. M thread. */
+void pe_sysmon_set_running(int running);
 /* Tell sysmon where to look for "another goroutine could run": the run queue (a deque: its
  * length), the scheduler's runnext slot (sched + the offset its member descriptor gives; none is
  * the object that means empty), the poller's epoll fd (-1: none) and the count of I/O-woken Gs

@@ -227,8 +227,12 @@ class SlotMonitor:
         that switch every slice, not every few microseconds)."""
         self.tick += 1
         self.tick_view[0] = self.tick
-        self.running = running
-        self.sh.running = 1 if running else 0
+        if running != self.running:
+            self.running = running
+            if running:
+                self.core.set_running()      # wakes an idle sysmon (pe_sysmon_set_running)
+            else:
+                self.sh.running = 0
         if kick:
             self.core.kick()
 

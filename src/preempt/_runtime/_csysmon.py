@@ -130,7 +130,7 @@ class CoreMonitor(NullMonitor):
         self.sh.running = 0
 
     def on_wake(self) -> None:
-        self.sh.running = 1
+        self.core.set_running()
 
     def set_next_deadline(self, t: Optional[float]) -> None:
         """Publishes the earliest timer deadline (``_sysmon_core.MonitorCore``). M."""

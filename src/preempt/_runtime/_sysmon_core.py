@@ -9,7 +9,8 @@ they are done here once:
    (registered with ``preempt.threads``); if the thread cannot start, the handler is put back
    and :class:`PreemptError` says why. sysmon numbers requests from 1 after every start.
 2. publish: the switch count (``tick_view``, a memoryview on ``schedtick``: one store, on the
-   hot path), whether preemptible code runs (``running``), the earliest timer deadline
+   hot path), whether preemptible code runs (``running``; :meth:`MonitorCore.set_running` when
+   it turns on, which wakes a sysmon asleep because nothing ran), the earliest timer deadline
    (:meth:`MonitorCore.set_next_deadline`: sysmon preempts the moment it is due) and the epoll
    fd whose readiness means "the loop has I/O to serve" (the runtime's poller, or a bridge's
    event loop: :meth:`MonitorCore.watch_epoll`).
@@ -95,6 +96,14 @@ class MonitorCore:
             self.active = False
             self.sh.running = 0
             _signals.give_back(SLOT, self._old_handler)
+
+    def set_running(self) -> None:
+        """Rule 2: preemptible code runs from now on; an idle sysmon is woken (no system call
+        otherwise), keeping the thread's errno."""
+        p = self.errno_p
+        e = p[0]
+        self.lib.pe_sysmon_set_running(1)
+        p[0] = e
 
     def kick(self) -> None:
         """Wakes sysmon, keeping the thread's errno (cffi restores its own saved copy around
