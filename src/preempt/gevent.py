@@ -48,6 +48,13 @@ maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is pr
 5. A preempted greenlet gets its errno back when it goes on (``_runtime/_errno.py``): C code
    that called it back (an OpenSSL password callback) reads errno after the callback returns.
 
+6. A greenlet is also switched out before its slice ends, as goroutines are inside
+   ``preempt.run()``: the moment the hub's earliest timer is due, and an I/O slice (0.5 ms)
+   after one of the loop's watched fds became ready (``_gevent_loop.py``: libev, libuv). The
+   switch is the same yield as at a slice end (rule 2's rules apply, the greenlet joins the
+   same FIFO), so a 1 ms heartbeat beside computing greenlets wakes on time at the default
+   slice, and the computing greenlets take turns of at most a slice each.
+
 In a fork child the bridge goes on: sysmon is restarted there (``_bridge.py`` fork rule 2),
 so the workers of a pre-fork server are preempted like the parent.
 
@@ -67,6 +74,7 @@ from typing import Any, Deque, Dict, List, Optional
 
 from greenlet import getcurrent, gettrace, settrace
 
+from . import _gevent_loop
 from ._bridge import SlotMonitor, held
 from ._runtime._timeouts import check_interval
 from ._runtime._preempt import LOCK_MODULES
@@ -102,6 +110,9 @@ class _State:
             get_hub_if_exists = gevent.hub._get_hub
         self.hub_if_exists = get_hub_if_exists
         self.mon = SlotMonitor("preempt.gevent", slice_, _hook, report_after)
+        self.tracker = _gevent_loop.Tracker(self.mon.set_next_deadline)   # rule 6
+        self.uninstall: Any = None           # puts Hub.loop_class back
+        self.fd_known = False                # the hub's loop fd is published (rule 6)
         self.queue: Deque[Any] = deque()     # Waiters of preempted greenlets, oldest first
         self.armed = False
         self.timer: Any = None               # the releasing timer, made on the hub's loop
@@ -139,6 +150,9 @@ def enable(slice: float = 0.010, *, report_after: float = 0.1) -> None:
         disable()
     st = _State(slice_, after)
     st.mon.start()
+    st.uninstall = _gevent_loop.install(st.Hub)
+    _gevent_loop.set_tracker(st.tracker)
+    _watch_hub_fd(st)
     st.old_trace = settrace(_trace)
     st.mon.switched(not isinstance(getcurrent(), st.Hub))
     _st = st
@@ -158,6 +172,9 @@ def disable() -> None:
     _st = None
     if gettrace() is _trace:
         settrace(st.old_trace)
+    _gevent_loop.set_tracker(None)
+    if st.uninstall is not None:
+        st.uninstall()
     st.mon.stop()
 
 
@@ -187,7 +204,13 @@ def _trace(event: str, args: Any) -> None:
     if st is None:
         return
     if event == "switch" or event == "throw":
-        st.mon.switched(not isinstance(args[1], st.Hub))
+        origin, target = args
+        to_code = not isinstance(target, st.Hub)
+        if to_code and isinstance(origin, st.Hub):    # the loop ran: what is due next (rule 6)
+            if not st.fd_known:
+                _watch_hub_fd(st)
+            st.tracker.next_deadline()
+        st.mon.switched(to_code)
     if st.old_trace is not None:
         st.old_trace(event, args)
 
@@ -244,23 +267,36 @@ def _hook(seq: int, frame: Optional[FrameType]) -> None:
         raise
 
 
+def _watch_hub_fd(st: _State) -> None:
+    """Publishes the hub's loop's epoll fd once the hub exists (rule 6). Main thread."""
+    hub = st.hub_if_exists()
+    if hub is not None:
+        st.mon.watch_epoll(_gevent_loop.hub_loop_fd(hub))
+        st.fd_known = True
+
+
 def _arm(st: _State) -> None:
     if st.armed:
         return
     hub = st.gevent.get_hub()
     if st.timer is None or st.timer.loop is not hub.loop:
-        st.timer = hub.loop.timer(YIELD)
+        st.timer = _gevent_loop.timer_untracked(hub.loop, YIELD)
     st.armed = True
     st.timer.start(_release, st)
 
 
 def _release(st: _State) -> None:
     """The releasing timer: resumes the oldest preempted greenlet, one per loop iteration
-    (re-armed here, it fires in the next one). In the hub."""
+    (re-armed here, it fires in the next one). In the hub.
+
+    The resume is a loop callback, not a switch from here: libev runs the watchers that fell
+    due together last-fed first, so a switch from here ran the greenlet before the heartbeat
+    whose timer fell due with this one, and the heartbeat waited a whole slice (rule 6). As a
+    callback it runs once every watcher of this round has run."""
     st.armed = False
     if not st.queue:
         return
     w = st.queue.popleft()
     if st.queue:
         _arm(st)
-    w.switch(None)
+    st.gevent.get_hub().loop.run_callback(w.switch, None)
