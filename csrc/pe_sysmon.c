@@ -265,6 +265,11 @@ static void *pe_sysmon_main(void *arg)
     int sig_poked = 0;               /* we poked eval_breaker for it (3.10-3.12) */
 
     while (!atomic_load(&pe_sm_stop)) {
+        /* The futex value the sleep below waits on is read before any shared word: a kick that
+         * lands after this read (a deadline published, running turned on) ends that sleep.
+         * Read just before the sleep, a kick between the reads of the words and it was lost:
+         * sysmon slept a whole slice past a deadline published meanwhile. */
+        uint32_t k = LOAD(kick);
         int64_t now = pe_now_ns();
         uint64_t tick = LOAD(schedtick);
         if (tick != seen_tick) {
@@ -397,7 +402,6 @@ static void *pe_sysmon_main(void *arg)
         }
         int64_t d = wake - pe_now_ns();
         if (d > 0) {
-            uint32_t k = LOAD(kick);
             int idle = !running && !pending;
             if (idle) {
                 /* Dekker with pe_sysmon_set_running: either the M sees idle and wakes us, or
