@@ -136,6 +136,7 @@ class SlotMonitor:
         self.reports: List[Dict[str, Any]] = []
         self.epfd = -1                       # what watch_epoll() last published
         self.deadline: Optional[float] = None   # what set_next_deadline() last published
+        self.by_reason = [0, 0, 0, 0]        # preemptions taken per REASON_* (1 slice, 2 timer, 3 I/O)
 
     @property
     def errno_p(self) -> Any:
@@ -239,6 +240,9 @@ class SlotMonitor:
     def ack(self, seq: int, g: Any, frame: Optional[FrameType]) -> None:
         """The hook takes request ``seq``; a late one is reported with ``frame``'s stack."""
         late = time.monotonic_ns() - self.sh.req_ns
+        reason = self.sh.req_reason
+        if 0 < reason < len(self.by_reason):
+            self.by_reason[reason] += 1
         self.consumed = seq
         self.sh.ack_seq = seq
         if late >= self.report_after_ns:

@@ -105,6 +105,8 @@ def _timer_class(base: type) -> type:
     class TrackedTimer(base):   # type: ignore[misc, valid-type]
         """A timer whose start records its deadline (rule 1)."""
 
+        _watcher_skip_ffi = True     # gevent's cffi watchers: the base's C glue, not a new one
+
         def start(self, callback: Any, *args: Any, **kw: Any) -> Any:
             r = super().start(callback, *args, **kw)
             _note(self)
@@ -140,7 +142,9 @@ def tracked(base: type) -> type:
         return cls
     if getattr(base, "_pe_wrapped", False):          # a Python loop class wrapped in place
         return base
-    watchers = getattr(base, "_watchers", None)
+    import sys
+
+    watchers = getattr(sys.modules.get(base.__module__), "_watchers", None)
     if watchers is not None:                          # libuv, libev-cffi: Python classes
         ttype = _timer_class(watchers.timer)
 
@@ -152,8 +156,6 @@ def tracked(base: type) -> type:
         base._pe_wrapped = True
         _classes[base] = base
         return base
-    import sys
-
     ttype = _timer_class(getattr(sys.modules[base.__module__], "timer"))
 
     class TrackedLoop(base):   # type: ignore[misc, valid-type]

@@ -101,9 +101,7 @@ class _Runner:
 
     def make_ready(self, job: _Job) -> None:
         self.ready.append(job)
-        if not self.scheduled:
-            self.scheduled = True
-            self.loop.call_soon(self.step)
+        self.reschedule()
 
     def step(self) -> None:
         """Resumes one function for one slice. A loop callback."""
@@ -138,11 +136,12 @@ class _Runner:
         self.reschedule()
 
     def reschedule(self) -> None:
-        """After a slice: the next one is a timer due now, not a ready callback, so the loop's
-        timers that fell due during the slice (and its I/O) run before it (rule 1); and that
-        timer only queues the step as a callback (``_hop``), so the callbacks those timers made
-        ready (a sleeping task's wake-up) run first: run from the timer, the next function
-        computed while the woken ticker waited a whole slice (rule 7)."""
+        """The next slice (after a slice, or a function made ready) is a timer due now, not a
+        ready callback, so the loop's timers that fell due meanwhile (and its I/O) run before
+        it (rule 1); and that timer only queues the step as a callback (``_hop``), so the
+        callbacks already ready (a sleeping task's wake-up) run first: run from the timer, or
+        queued at once, the next function computed while the woken ticker waited a whole slice,
+        its next timer not yet made (rule 7)."""
         if self.ready and not self.scheduled:
             self.scheduled = True
             self.loop.call_at(self.loop.time(), self._hop)

@@ -78,6 +78,7 @@ from . import _gevent_loop
 from ._bridge import SlotMonitor, held
 from ._runtime._timeouts import check_interval
 from ._runtime._preempt import LOCK_MODULES
+from ._runtime._rules import REASON_IO, REASON_TIMER
 
 _LOCK_TOPS = frozenset(m.split(".")[0] for m in LOCK_MODULES)
 # gevent functions inside which no greenlet may be switched out, by module (rule 2)
@@ -184,12 +185,15 @@ def enabled() -> bool:
 
 
 def stats() -> Dict[str, int]:
-    """``{"preemptions": n, "deferred": n, "reports": n}`` since :func:`enable`."""
+    """``{"preemptions": n, "deferred": n, "reports": n, "timer": n, "io": n}`` since
+    :func:`enable`; ``timer`` and ``io`` count the preemptions taken because a hub timer was
+    due or a watched fd was ready (rule 6), the rest ended a slice."""
     st = _st
     if st is None:
-        return {"preemptions": 0, "deferred": 0, "reports": 0}
+        return {"preemptions": 0, "deferred": 0, "reports": 0, "timer": 0, "io": 0}
+    by = st.mon.by_reason
     return {"preemptions": st.nswitch, "deferred": st.ndeferred,
-            "reports": len(st.mon.reports)}
+            "reports": len(st.mon.reports), "timer": by[REASON_TIMER], "io": by[REASON_IO]}
 
 
 def reports() -> List[Dict[str, Any]]:
