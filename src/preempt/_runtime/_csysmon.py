@@ -59,6 +59,7 @@ class CoreMonitor(NullMonitor):
     def start(self, slice_seconds: float) -> None:
         self.stuck_us = max(50_000.0, 5 * slice_seconds * 1e6)
         self.core.start(self._on_slot, slice_seconds)
+        self.m_slot, self.m_gen = self.core.m._slot, self.core.m._gen   # for _asynchook.py
         self.sh.running = 1
         self.watch_work()
         if _corelib.unavailable_reason() is None:
