@@ -39,7 +39,7 @@ maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is pr
    ``monkey.patch_all()`` and its locks never create it; ``get_hub()`` would).
 3. An exception gevent throws into the switched-out greenlet (``gevent.kill``, a
    ``gevent.Timeout``) comes out of the handler; on 3.11/3.12 it is re-raised at the next
-   instruction, so ``try``/``finally`` around a loop still sees it (gh-108214, the same
+   instruction, so ``try``/``finally`` around a loop still sees it (gh-108214, 3.13.0 too; the same
    work-around as the runtime's).
 4. Blocked-hub reports come free: when a request is taken only ``report_after`` seconds (0.1 s,
    gevent's own monitor threshold) or more after it was made, something held the GIL or stayed
