@@ -27,12 +27,10 @@ LOOPS = list(_loop_params())
 PRELUDE = """
 import asyncio, sys, time
 import preempt.aio as pa
+from _childlib import compute_until
 flag = []
 def compute():
-    t_end = time.monotonic() + 20
-    while not flag and time.monotonic() < t_end:   # pure Python, never yields by itself
-        pass
-    return "flag" if flag else "deadline"
+    return compute_until(flag)       # pure Python, never yields by itself
 def main(coro):
     if sys.argv[1] == "uvloop":
         import uvloop

@@ -24,12 +24,10 @@ warnings.simplefilter("ignore")       # libuv: "only millisecond timer resolutio
 import gevent
 import preempt.gevent as pg
 pg.enable(slice=5.0)                  # a slice never ends within this test
+from _childlib import compute_until
 flag = []
 def compute():
-    t_end = time.monotonic() + 20
-    while not flag and time.monotonic() < t_end:   # pure Python, never yields by itself
-        pass
-    return "flag" if flag else "deadline"
+    return compute_until(flag)       # pure Python, never yields by itself
 """
 
 TIMER = PRELUDE + """
