@@ -48,6 +48,7 @@ log = []
 def guarded():
     try:
         with gevent.Timeout(0.05):        # made by the computing greenlet itself
+            gevent.sleep(0)               # published once it has been through the hub
             compute()
         log.append("finished")
     except gevent.Timeout:
@@ -76,6 +77,29 @@ threading.Timer(0.05, b.send, (b"x",)).start()    # an OS thread: the hub does n
 g = gevent.spawn(compute)
 print(g.get(), flag, pg.stats()["io"] >= 1)
 """
+
+
+SHORT_TIMEOUT_AT_THE_BLOCKING_CALL = PRELUDE + """
+# gevent's test__event test_set: a Timeout(0) around a call that blocks is raised at the
+# blocking call, not in the Python code before it (rule 2 of _gevent_loop.py)
+from gevent.event import AsyncResult
+out = []
+for _ in range(200):
+    ev = AsyncResult()
+    try:
+        with gevent.Timeout(0, ValueError("t")):
+            x = sum(range(2000))          # Python code before the blocking call
+            out.append("before")
+            ev.get()
+    except ValueError:
+        out.append("at get")
+print(out.count("before") == 200 and out.count("at get") == 200)
+"""
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_short_timeout_is_raised_at_the_blocking_call(child, loop):
+    assert child(SHORT_TIMEOUT_AT_THE_BLOCKING_CALL, loop).split("\n")[0] == "True"
 
 
 @pytest.mark.parametrize("loop", LOOPS)

@@ -15,9 +15,14 @@ Rules:
    there only).
 2. The deadlines form a heap with lazy deletion: a timer that is no longer ``active`` (stopped,
    closed, or fired once) is dropped when it reaches the head; a repeating one moves on by its
-   interval. The head is published to sysmon when the hub switches to a greenlet and whenever a
-   timer is started earlier than what was published (a ``Timeout`` made by a computing
-   greenlet around its own loop).
+   interval. The head is published to sysmon when the hub switches to a greenlet, and when the
+   hub (a callback) starts a timer earlier than what was published. A timer a greenlet starts
+   for itself is published at the next switch from the hub, not at once: gevent code puts
+   short timeouts around calls that may block (``with Timeout(0): event.get()``, gevent's
+   ``test__event`` ``test_set``) and expects the ``Timeout`` at the blocking call, not in the
+   Python code just before it, where an immediate preemption delivered it. A greenlet that
+   computes inside its own ``Timeout`` gets it at the end of its slice, or as soon as it has
+   been through the hub once (``gevent.sleep(0)``).
 3. A deadline is ``time.monotonic()`` at start plus the timer's interval; the loop's own clock
    (its cached "now") is never later than that, so the loop fires the timer no later than the
    published deadline, and a preemption finds it due.
@@ -57,11 +62,13 @@ class Tracker:
         self.count = itertools.count()
         self.published: Optional[float] = None
 
-    def started(self, t: Any, after: float, repeat: float) -> None:
-        """Timer ``t`` was started (or restarted) to fire ``after`` seconds from now."""
+    def started(self, t: Any, after: float, repeat: float, by_hub: bool) -> None:
+        """Timer ``t`` was started (or restarted) to fire ``after`` seconds from now; ``by_hub``:
+        by a callback in the hub (published at once if earlier), else by a greenlet for itself
+        (published at the next switch from the hub: rule 2)."""
         d = time.monotonic() + max(after, 0.0)
         heapq.heappush(self.heap, (d, next(self.count), t, repeat))
-        if self.published is None or d < self.published:
+        if by_hub and (self.published is None or d < self.published):
             self.published = d
             self.publish(d)
 
@@ -89,16 +96,21 @@ class Tracker:
 _tracker: Optional[Tracker] = None
 
 
-def set_tracker(t: Optional[Tracker]) -> None:
-    """Who hears of started timers: the enabled bridge's tracker, or None. Main thread."""
-    global _tracker
+_is_hub: Callable[[], bool] = lambda: False
+
+
+def set_tracker(t: Optional[Tracker], in_hub: Callable[[], bool] = lambda: False) -> None:
+    """Who hears of started timers: the enabled bridge's tracker, or None; ``in_hub``: whether
+    the hub is the running greenlet. Main thread."""
+    global _tracker, _is_hub
     _tracker = t
+    _is_hub = in_hub
 
 
 def _note(timer: Any) -> None:
     tr = _tracker
     if tr is not None and getattr(timer, "_pe_main", False):
-        tr.started(timer, timer._pe_after, timer._pe_repeat)
+        tr.started(timer, timer._pe_after, timer._pe_repeat, _is_hub())
 
 
 def _timer_class(base: type) -> type:

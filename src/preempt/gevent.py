@@ -152,7 +152,7 @@ def enable(slice: float = 0.010, *, report_after: float = 0.1) -> None:
     st = _State(slice_, after)
     st.mon.start()
     st.uninstall = _gevent_loop.install(st.Hub)
-    _gevent_loop.set_tracker(st.tracker)
+    _gevent_loop.set_tracker(st.tracker, lambda: isinstance(getcurrent(), st.Hub))
     _watch_hub_fd(st)
     st.old_trace = settrace(_trace)
     st.mon.switched(not isinstance(getcurrent(), st.Hub))
