@@ -85,6 +85,8 @@ static _Atomic int32_t pe_sm_m_tid;     /* the M's kernel tid, for SIGURG escala
 static int32_t pe_sm_m_slot;            /* the M's registry handle, for async preemption */
 static uint32_t pe_sm_m_gen;
 static _Atomic int pe_sm_stop;
+static int pe_sm_idle;                  /* sysmon sleeps with nothing running (seq_cst, see
+                                         * pe_sysmon_set_running) */
 static void *pe_sm_breaker;             /* eval_breaker to poke (3.10-3.12) or NULL */
 static const int *pe_sm_gil_locked;     /* the GIL's locked word, or NULL (pe_pyoffsets.c) */
 static int64_t pe_sm_grace_ns = PE_GRACE_NS; /* PREEMPT_SYSMON_GRACE_US overrides (tests) */
@@ -230,6 +232,15 @@ int pe_sysmon_watch_work(void *runq, void *sched, void *runnext_descr, void *non
     return PE_OK;
 }
 
+int pe_sysmon_watch_epoll(int epfd)
+{
+    atomic_store(&pe_sm_runq_len, NULL);
+    atomic_store(&pe_sm_runnext, NULL);
+    atomic_store(&pe_sm_iofront, NULL);
+    atomic_store(&pe_sm_epfd, epfd >= 0 ? epfd : -1);
+    return PE_OK;
+}
+
 /* The monitor loop. sysmon thread only. */
 static void *pe_sysmon_main(void *arg)
 {
@@ -254,6 +265,11 @@ static void *pe_sysmon_main(void *arg)
     int sig_poked = 0;               /* we poked eval_breaker for it (3.10-3.12) */
 
     while (!atomic_load(&pe_sm_stop)) {
+        /* The futex value the sleep below waits on is read before any shared word: a kick that
+         * lands after this read (a deadline published, running turned on) ends that sleep.
+         * Read just before the sleep, a kick between the reads of the words and it was lost:
+         * sysmon slept a whole slice past a deadline published meanwhile. */
+        uint32_t k = LOAD(kick);
         int64_t now = pe_now_ns();
         uint64_t tick = LOAD(schedtick);
         if (tick != seen_tick) {
@@ -386,8 +402,19 @@ static void *pe_sysmon_main(void *arg)
         }
         int64_t d = wake - pe_now_ns();
         if (d > 0) {
-            uint32_t k = LOAD(kick);
+            int idle = !running && !pending;
+            if (idle) {
+                /* Dekker with pe_sysmon_set_running: either the M sees idle and wakes us, or
+                 * we see running here; its kick bump after our load of k ends the wait. */
+                __atomic_store_n(&pe_sm_idle, 1, __ATOMIC_SEQ_CST);
+                if (__atomic_load_n(&pe_sm.running, __ATOMIC_SEQ_CST)) {
+                    __atomic_store_n(&pe_sm_idle, 0, __ATOMIC_SEQ_CST);
+                    continue;
+                }
+            }
             pe_futex_wait((_Atomic uint32_t *)&pe_sm.kick, k, d);
+            if (idle)
+                __atomic_store_n(&pe_sm_idle, 0, __ATOMIC_SEQ_CST);
         }
     }
     return NULL;
@@ -438,6 +465,20 @@ void pe_sysmon_kick(void)
 {
     __atomic_fetch_add(&pe_sm.kick, 1, __ATOMIC_RELEASE);
     pe_futex_wake((_Atomic uint32_t *)&pe_sm.kick);
+}
+
+/* See preempt.h. The lost wake-up it prevents: sysmon saw running == 0 (the M in its hub),
+ * went to sleep for PE_IDLE_SLEEP_NS, and the M then switched to a greenlet and published a
+ * later deadline (no kick: only earlier ones kick): the greenlet ran up to 20 ms unwatched, and
+ * a bridge's 1 ms heartbeat woke 10-20 ms late. M thread. */
+void pe_sysmon_set_running(int running)
+{
+    __atomic_store_n(&pe_sm.running, running ? 1 : 0, __ATOMIC_SEQ_CST);
+    if (!running)
+        return;
+    __atomic_fetch_add(&pe_sm.kick, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&pe_sm_idle, __ATOMIC_SEQ_CST))
+        pe_futex_wake((_Atomic uint32_t *)&pe_sm.kick);
 }
 
 /* Stop and join sysmon (idempotent). M thread. */

@@ -164,6 +164,11 @@ void pe_sysmon_stop(void);
 pe_sysmon_shared_t *pe_sysmon_shared(void);
 /* Wake sysmon early (after publishing an earlier deadline). Any thread. */
 void pe_sysmon_kick(void);
+/* The M says whether preemptible code runs (1) or its hub/loop does (0): the shared word
+ * `running`, and, when it turns 1 while sysmon sleeps idle (it sleeps long while nothing runs),
+ * a wake-up, so the slice and the published deadline are watched from now on, not from the end
+ * of that sleep. No system call unless sysmon is idle. M thread. */
+void pe_sysmon_set_running(int running);
 /* Tell sysmon where to look for "another goroutine could run": the run queue (a deque: its
  * length), the scheduler's runnext slot (sched + the offset its member descriptor gives; none is
  * the object that means empty), the poller's epoll fd (-1: none) and the count of I/O-woken Gs
@@ -174,6 +179,12 @@ void pe_sysmon_kick(void);
  * PE_INVALID. */
 int pe_sysmon_watch_work(void *runq, void *sched, void *runnext_descr, void *none, int epfd,
                          const uint64_t *iofront);
+/* Tell sysmon the epoll fd of an event loop that is not the runtime's (a bridge's: gevent's
+ * libev/libuv backend, asyncio's selector, uvloop's libuv backend; -1: none). While a greenlet
+ * computes, sysmon looks at it every I/O slice and preempts when one of the loop's fds is ready,
+ * as it does with the runtime's poller. Only the fd: "another goroutine could run" is not known,
+ * so every slice ends with a request. M thread. PE_OK. */
+int pe_sysmon_watch_epoll(int epfd);
 /* What the preempt hook asks the trampoline to do once the goroutine may continue. */
 #define PE_HOOK_CONTINUE         0
 #define PE_HOOK_RAISE_INTERRUPT  1  /* KeyboardInterrupt at the next bytecode after the call */

@@ -147,3 +147,13 @@ def region_of(path: str):
 
 
 __all__ = ["U64", "ZMM_INIT", "ctypes", "spin_iters", "load", "gpr", "zmm", "ymm", "Worker", "hammer", "region_of", "preempt", "threads"]
+
+
+def compute_until(flag: list, limit: float = 20.0) -> str:
+    """Pure Python that never yields by itself, until ``flag`` is non-empty or ``limit`` seconds
+    have passed: "flag" when something else ran (and set it) while this computed, else
+    "deadline". The bridges' trigger tests (tests/test_bridge_*_triggers.py)."""
+    t_end = time.monotonic() + limit
+    while not flag and time.monotonic() < t_end:
+        pass
+    return "flag" if flag else "deadline"

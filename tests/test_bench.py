@@ -143,7 +143,13 @@ def test_aio_benchmark_reports_the_three_ways(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     res = json.loads(next(tmp_path.glob("*/results.json")).read_text())["aio"]
     kinds = res["kinds"]
-    assert set(kinds) == {"preempt.aio.run", "asyncio.to_thread", "inline"}, kinds
+    base = {"preempt.aio.run", "asyncio.to_thread", "inline"}
+    try:
+        import uvloop  # noqa: F401
+        base |= {"preempt.aio.run (uvloop)", "inline (uvloop)"}
+    except ImportError:
+        pass
+    assert set(kinds) == base, kinds
     assert "1 ms ticker's lateness" in p.stdout and "preempt.aio.run" in p.stdout
     # behaviour, not speed: inline work freezes the loop, preempt.aio keeps it ticking
     assert kinds["inline"][0]["ticks"] == 0, kinds["inline"]
@@ -232,12 +238,17 @@ def test_gevent_benchmark_reproduces_the_readme_rows(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     res = json.loads(next(tmp_path.glob("*/results.json")).read_text())["gevent"]
     cases = res["cases"]
-    assert list(cases) == ["gevent alone", "enable(slice=0.010)", "enable(slice=0.002)"], cases
+    assert list(cases) == ["gevent alone", "enable()", "enable(slice=0.002)",
+                           "gevent alone, patch_all()", "enable(), patch_all()",
+                           "enable(), libuv"], cases
     for name in cases:
         assert name in p.stdout
     assert "heartbeat ticks" in p.stdout and "late p99" in p.stdout and "late max" in p.stdout
     # behaviour, not speed: alone, nothing preempts the computing greenlets; enabled, they are
-    # preempted and the heartbeat ticks between them
+    # preempted and the heartbeat ticks between them, with and without patch_all, on libuv too
     alone, small = cases["gevent alone"][0], cases["enable(slice=0.002)"][0]
-    assert alone["preemptions"] == 0 and cases["enable(slice=0.010)"][0]["preemptions"] > 0
-    assert small["preemptions"] > 0 and small["ticks"] > alone["ticks"], (alone, small)
+    assert cases["gevent alone, patch_all()"][0]["preemptions"] == 0
+    assert alone["preemptions"] == 0 and small["preemptions"] > 0, (alone, small)
+    for name in ("enable()", "enable(), patch_all()", "enable(), libuv"):
+        case = cases[name][0]
+        assert case["preemptions"] > 0 and case["ticks"] > alone["ticks"], (name, case, alone)

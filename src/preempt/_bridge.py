@@ -35,7 +35,6 @@ switches; the handler on the main thread, in whichever greenlet CPython runs it.
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 import time
@@ -46,9 +45,9 @@ from weakref import WeakKeyDictionary
 
 from greenlet import getcurrent
 
-from ._errors import PreemptError, Unavailable
+from ._errors import PreemptError
 from ._runtime import _signals
-from ._runtime._rules import IO_SLICE_NS
+from ._runtime._sysmon_core import MonitorCore
 
 REPORT_KEEP = 100       # late-request reports kept
 _nopreempt: "WeakKeyDictionary[Any, int]" = WeakKeyDictionary()   # greenlet -> no_preempt depth
@@ -115,71 +114,48 @@ def after_fork_child() -> None:
         mon.after_fork_child()
 
 
-def positive_seconds(v: Any, what: str, name: str) -> float:
-    """``v`` as a float of seconds, a finite number > 0, or TypeError/ValueError naming it."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError(f"{what}: {name} must be a number of seconds, got {type(v).__name__}")
-    if math.isnan(v) or math.isinf(v) or v <= 0:
-        raise ValueError(f"{what}: {name} must be a finite number of seconds > 0, got {v!r}")
-    return float(v)
-
-
 class SlotMonitor:
     """sysmon plus the SLOT handler, for one bridge. ``hook(seq, frame)`` gets each fresh
     request and calls :meth:`ack` when it switches the running code out."""
 
     def __init__(self, what: str, slice_: float, hook: Callable[[int, Optional[FrameType]], None],
                  report_after: float) -> None:
-        from . import _corelib
-        from ._runtime._csysmon import SLOT
-
         self.what = what
         self.slice = slice_
         self.hook = hook
         self.report_after_ns = int(report_after * 1e9)
-        try:
-            ffi, self.lib = _corelib.core()
-        except Exception as e:
-            raise Unavailable(f"{what}: preempt's C core is not available here ({e})") from e
-        self.sh = self.lib.pe_sysmon_shared()
-        self.tick_view = memoryview(ffi.buffer(ffi.addressof(self.sh, "schedtick"), 8)).cast("Q")
+        self.core = MonitorCore(what)        # the one lifecycle (_runtime/_sysmon_core.py)
+        self.lib = self.core.lib
+        self.sh = self.core.sh
+        self.tick_view = self.core.tick_view
         self.tick = 0
         self.consumed = 0
-        self.slot = SLOT
-        self.old_handler: Any = None
         self.active = False
         self.running = False                 # what switched() last published
-        self.m: Any = None                   # the thread's registry handle, from start()
         self.ident = 0                       # the thread that started it
         self.reports: List[Dict[str, Any]] = []
-        # the main thread's errno (``_runtime/_errno.py``): the bridge's switches keep it
-        self.errno_p: Any = [0]
+        self.epfd = -1                       # what watch_epoll() last published
+        self.deadline: Optional[float] = None   # what set_next_deadline() last published
+        self.by_reason = [0, 0, 0, 0]        # preemptions taken per REASON_* (1 slice, 2 timer, 3 I/O)
+
+    @property
+    def errno_p(self) -> Any:
+        """The main thread's errno (``_runtime/_errno.py``): the bridge's switches keep it."""
+        return self.core.errno_p
 
     def start(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             raise PreemptError(f"{self.what} must be used on the main thread: CPython runs "
                                "signal handlers, and so preemption, only there")
         from ._runtime import _park
-        from . import threads
 
         if _park.sched is not None:
             raise PreemptError(f"{self.what} cannot be used while preempt.run() runs: they "
                                "share the monitor thread (one or the other per process)")
-        m = threads.current()
-        from ._runtime._errno import cell
-
-        self.errno_p = cell() or [0]
-        self.old_handler = _signals.take_over(self.slot, self._on_slot)
+        self.core.start(self._on_slot, self.slice)
         _signals.route_wakeup()              # SLOT's bytes never reach the program's wakeup fd
-        rc = self.lib.pe_sysmon_start(self.slot, max(1, int(self.slice * 1e9)), IO_SLICE_NS,
-                                      m._slot, m._gen)
-        if rc != self.lib.PE_OK:
-            self._restore()
-            raise PreemptError(f"{self.what}: could not start the monitor (core error {rc}; is "
-                               "preempt.gevent or preempt.aio already using it?)")
         self.consumed = 0                    # a started sysmon numbers requests from 1
         self.active = True
-        self.m = m
         self.ident = threading.get_ident()
         global _active
         _active += 1
@@ -193,9 +169,8 @@ class SlotMonitor:
         if not self.active:
             return
         self._forget()
-        self.sh.running = 0
-        self.lib.pe_sysmon_stop()
-        self._restore()
+        self.core.stop()
+        _signals.unroute_wakeup()
 
     def _forget(self) -> None:
         self.active = False
@@ -216,23 +191,35 @@ class SlotMonitor:
             return
         if threading.get_ident() != self.ident:
             self._forget()
-            self._restore()
+            self.core.stop_in_child()
+            _signals.unroute_wakeup()
             return
-        rc = self.lib.pe_sysmon_start(self.slot, max(1, int(self.slice * 1e9)), IO_SLICE_NS,
-                                      self.m._slot, self.m._gen)
+        rc = self.core.restart()
         if rc != self.lib.PE_OK:
             self._forget()
-            self._restore()
+            self.core.stop_in_child()
+            _signals.unroute_wakeup()
             raise PreemptError(f"{self.what}: could not restart the monitor in the fork child "
                                f"(core error {rc}); the child's greenlets are not preempted: "
                                "please report it")
         self.consumed = 0                    # the new sysmon numbers requests from 1 again
         self.tick_view[0] = self.tick        # its shared words were reset: publish them again
         self.sh.running = 1 if self.running else 0
+        self.core.set_next_deadline(self.deadline)
+        self.core.watch_epoll(self.epfd)     # the loop's epoll fd is the parent's copy here
 
-    def _restore(self) -> None:
-        _signals.give_back(self.slot, self.old_handler)   # drops a trip still pending
-        _signals.unroute_wakeup()
+    def watch_epoll(self, fd: int) -> None:
+        """sysmon preempts the running code when this epoll fd (the bridge's event loop) has
+        an event ready, after an I/O slice (``_sysmon_core.py`` rule 2); -1: none."""
+        if fd != self.epfd:
+            self.epfd = fd
+            self.core.watch_epoll(fd)
+
+    def set_next_deadline(self, t: Optional[float]) -> None:
+        """sysmon preempts the running code the moment ``t`` (``time.monotonic()`` seconds,
+        the bridge's loop's earliest timer; None: none) has come."""
+        self.deadline = t
+        self.core.set_next_deadline(t)
 
     def switched(self, running: bool, kick: bool = False) -> None:
         """A switch happened: sysmon's slice clock restarts; ``running``: preemptible code runs
@@ -241,14 +228,21 @@ class SlotMonitor:
         that switch every slice, not every few microseconds)."""
         self.tick += 1
         self.tick_view[0] = self.tick
-        self.running = running
-        self.sh.running = 1 if running else 0
+        if running != self.running:
+            self.running = running
+            if running:
+                self.core.set_running()      # wakes an idle sysmon (pe_sysmon_set_running)
+            else:
+                self.sh.running = 0
         if kick:
-            self.lib.pe_sysmon_kick()
+            self.core.kick()
 
     def ack(self, seq: int, g: Any, frame: Optional[FrameType]) -> None:
         """The hook takes request ``seq``; a late one is reported with ``frame``'s stack."""
         late = time.monotonic_ns() - self.sh.req_ns
+        reason = self.sh.req_reason
+        if 0 < reason < len(self.by_reason):
+            self.by_reason[reason] += 1
         self.consumed = seq
         self.sh.ack_seq = seq
         if late >= self.report_after_ns:

@@ -30,6 +30,12 @@ Rules:
    It runs while functions are running and stops when the last one finishes.
 6. A function switched out (preempted, or parked in ``wait()``) gets its errno back when it
    goes on (``_runtime/_errno.py``): C code that called it back reads errno after it returns.
+7. A function is also switched out before its slice ends, as goroutines are inside
+   ``preempt.run()``: the moment the loop's earliest timer is due, and an I/O slice (0.5 ms)
+   after one of the loop's fds became ready (``_aio_loop.py``: asyncio's loops and uvloop).
+   The loop then runs that timer or that I/O before the next function's turn. A 1 ms ticker
+   beside 4 computing functions thus wakes within about 0.1 ms of its deadline, not a slice
+   late.
 
 What it cannot do: preempt C code that holds the GIL (a long C-extension call runs to its end
 before the loop gets the thread back), or run two functions at the same instant (it is one
@@ -49,7 +55,9 @@ from typing import Any, Awaitable, Callable, Deque, Optional
 
 from greenlet import greenlet, getcurrent
 
-from ._bridge import SlotMonitor, held, positive_seconds
+from . import _aio_loop
+from ._bridge import SlotMonitor, held
+from ._runtime._timeouts import check_interval
 from ._errors import PreemptError
 
 SLICE = 0.002           # seconds a function computes before the loop gets the thread back
@@ -88,12 +96,12 @@ class _Runner:
         self.ndeferred = 0
         self.mon = SlotMonitor("preempt.aio", slice_, _hook, REPORT_AFTER)
         self.mon.start()
+        _aio_loop.watch(loop)                        # timer and I/O triggers (rule 7)
+        self.mon.watch_epoll(_aio_loop.epoll_fd(loop))
 
     def make_ready(self, job: _Job) -> None:
         self.ready.append(job)
-        if not self.scheduled:
-            self.scheduled = True
-            self.loop.call_soon(self.step)
+        self.reschedule()
 
     def step(self) -> None:
         """Resumes one function for one slice. A loop callback."""
@@ -110,6 +118,7 @@ class _Runner:
             return
         self.loop_glet = getcurrent()
         self.cur = job
+        self.mon.set_next_deadline(_aio_loop.next_deadline(self.loop))   # rule 7
         self.mon.switched(True, kick=True)
         try:
             if job.glet is None:
@@ -127,11 +136,18 @@ class _Runner:
         self.reschedule()
 
     def reschedule(self) -> None:
-        """After a slice: the next one is a timer due now, not a ready callback, so the loop's
-        timers that fell due during the slice (and its I/O) run before it (rule 1)."""
+        """The next slice (after a slice, or a function made ready) is a timer due now, not a
+        ready callback, so the loop's timers that fell due meanwhile (and its I/O) run before
+        it (rule 1); and that timer only queues the step as a callback (``_hop``), so the
+        callbacks already ready (a sleeping task's wake-up) run first: run from the timer, or
+        queued at once, the next function computed while the woken ticker waited a whole slice,
+        its next timer not yet made (rule 7)."""
         if self.ready and not self.scheduled:
             self.scheduled = True
-            self.loop.call_at(self.loop.time(), self.step)
+            self.loop.call_at(self.loop.time(), self._hop)
+
+    def _hop(self) -> None:
+        self.loop.call_soon(self.step)
 
     def finish(self, job: _Job, out: tuple) -> None:
         ok, value = out
@@ -198,7 +214,7 @@ async def run(fn: Callable[..., Any], *args: Any, slice: Optional[float] = None,
     if asyncio.iscoroutinefunction(fn) or not callable(fn):
         raise TypeError(f"preempt.aio.run() needs a plain callable, got {fn!r}"
                         + (": await the coroutine instead" if callable(fn) else ""))
-    slice_ = SLICE if slice is None else positive_seconds(slice, "preempt.aio.run()", "slice")
+    slice_ = SLICE if slice is None else check_interval(slice, "preempt.aio.run()", "slice")
     loop = asyncio.get_running_loop()
     r = _runner
     if r is not None and r.loop is not loop:
@@ -274,8 +290,7 @@ def _hook(seq: int, frame: Optional[FrameType]) -> None:
         return
     from ._runtime import _preempt
 
-    if (held(g) or _preempt._import_lock_held() or _preempt.in_denied(frame)
-            or (_preempt._HANDLER_ENTRY_BUG and _preempt.at_handler_entry(frame))):
+    if not _preempt.may_switch(frame, held=held(g)):     # the runtime's one predicate
         r.ndeferred += 1                 # not acked: sysmon sends it again
         return
     r.mon.ack(seq, job, frame)

@@ -48,6 +48,13 @@ maintainers declined to do this (gevent#1741, greenlet#143); the mechanism is pr
 5. A preempted greenlet gets its errno back when it goes on (``_runtime/_errno.py``): C code
    that called it back (an OpenSSL password callback) reads errno after the callback returns.
 
+6. A greenlet is also switched out before its slice ends, as goroutines are inside
+   ``preempt.run()``: the moment the hub's earliest timer is due, and an I/O slice (0.5 ms)
+   after one of the loop's watched fds became ready (``_gevent_loop.py``: libev, libuv). The
+   switch is the same yield as at a slice end (rule 2's rules apply, the greenlet joins the
+   same FIFO), so a 1 ms heartbeat beside computing greenlets wakes on time at the default
+   slice, and the computing greenlets take turns of at most a slice each.
+
 In a fork child the bridge goes on: sysmon is restarted there (``_bridge.py`` fork rule 2),
 so the workers of a pre-fork server are preempted like the parent.
 
@@ -67,8 +74,11 @@ from typing import Any, Deque, Dict, List, Optional
 
 from greenlet import getcurrent, gettrace, settrace
 
-from ._bridge import SlotMonitor, held, positive_seconds
+from . import _gevent_loop
+from ._bridge import SlotMonitor, held
+from ._runtime._timeouts import check_interval
 from ._runtime._preempt import LOCK_MODULES
+from ._runtime._rules import REASON_IO, REASON_TIMER
 
 _LOCK_TOPS = frozenset(m.split(".")[0] for m in LOCK_MODULES)
 # gevent functions inside which no greenlet may be switched out, by module (rule 2)
@@ -101,6 +111,9 @@ class _State:
             get_hub_if_exists = gevent.hub._get_hub
         self.hub_if_exists = get_hub_if_exists
         self.mon = SlotMonitor("preempt.gevent", slice_, _hook, report_after)
+        self.tracker = _gevent_loop.Tracker(self.mon.set_next_deadline)   # rule 6
+        self.uninstall: Any = None           # puts Hub.loop_class back
+        self.fd_known = False                # the hub's loop fd is published (rule 6)
         self.queue: Deque[Any] = deque()     # Waiters of preempted greenlets, oldest first
         self.armed = False
         self.timer: Any = None               # the releasing timer, made on the hub's loop
@@ -132,12 +145,15 @@ def enable(slice: float = 0.010, *, report_after: float = 0.1) -> None:
         ImportError: gevent is not installed.
     """
     global _st, _atexit_done
-    slice_ = positive_seconds(slice, "preempt.gevent.enable()", "slice")
-    after = positive_seconds(report_after, "preempt.gevent.enable()", "report_after")
+    slice_ = check_interval(slice, "preempt.gevent.enable()", "slice")
+    after = check_interval(report_after, "preempt.gevent.enable()", "report_after")
     if _st is not None:
         disable()
     st = _State(slice_, after)
     st.mon.start()
+    st.uninstall = _gevent_loop.install(st.Hub)
+    _gevent_loop.set_tracker(st.tracker, lambda: isinstance(getcurrent(), st.Hub))
+    _watch_hub_fd(st)
     st.old_trace = settrace(_trace)
     st.mon.switched(not isinstance(getcurrent(), st.Hub))
     _st = st
@@ -157,6 +173,9 @@ def disable() -> None:
     _st = None
     if gettrace() is _trace:
         settrace(st.old_trace)
+    _gevent_loop.set_tracker(None)
+    if st.uninstall is not None:
+        st.uninstall()
     st.mon.stop()
 
 
@@ -166,12 +185,15 @@ def enabled() -> bool:
 
 
 def stats() -> Dict[str, int]:
-    """``{"preemptions": n, "deferred": n, "reports": n}`` since :func:`enable`."""
+    """``{"preemptions": n, "deferred": n, "reports": n, "timer": n, "io": n}`` since
+    :func:`enable`; ``timer`` and ``io`` count the preemptions taken because a hub timer was
+    due or a watched fd was ready (rule 6), the rest ended a slice."""
     st = _st
     if st is None:
-        return {"preemptions": 0, "deferred": 0, "reports": 0}
+        return {"preemptions": 0, "deferred": 0, "reports": 0, "timer": 0, "io": 0}
+    by = st.mon.by_reason
     return {"preemptions": st.nswitch, "deferred": st.ndeferred,
-            "reports": len(st.mon.reports)}
+            "reports": len(st.mon.reports), "timer": by[REASON_TIMER], "io": by[REASON_IO]}
 
 
 def reports() -> List[Dict[str, Any]]:
@@ -186,35 +208,31 @@ def _trace(event: str, args: Any) -> None:
     if st is None:
         return
     if event == "switch" or event == "throw":
-        st.mon.switched(not isinstance(args[1], st.Hub))
+        origin, target = args
+        to_code = not isinstance(target, st.Hub)
+        if to_code and isinstance(origin, st.Hub):    # the loop ran: what is due next (rule 6)
+            if not st.fd_known:
+                _watch_hub_fd(st)
+            st.tracker.next_deadline()
+        st.mon.switched(to_code)
     if st.old_trace is not None:
         st.old_trace(event, args)
 
 
-def may_switch(g: Any, frame: Optional[FrameType], locks_green: bool) -> bool:
-    """Rule 2 for greenlet ``g`` interrupted at ``frame``; ``locks_green``: ``threading`` is
-    gevent's (its locks keep other greenlets out). Handler on the main thread."""
+def _may_switch(g: Any, frame: Optional[FrameType], locks_green: bool) -> bool:
+    """Rule 2 for greenlet ``g`` interrupted at ``frame``: the runtime's one predicate
+    (``_preempt.may_switch``) with gevent's amendments — never in gevent's own code on top or
+    in its atomic functions; the lock modules' frames allowed when ``threading`` is gevent's
+    (``locks_green``: its locks keep other greenlets out). Handler on the main thread."""
     from ._runtime import _preempt
 
-    if frame is None or held(g) or _preempt._import_lock_held():
+    if frame is None:
         return False
     top = frame.f_globals.get("__name__") or ""
     if top == "gevent" or top.startswith("gevent."):
         return False
-    if _preempt._HANDLER_ENTRY_BUG and _preempt.at_handler_entry(frame):
-        return False
-    f: Optional[FrameType] = frame
-    while f is not None:
-        names = _GEVENT_ATOMIC.get(f.f_globals.get("__name__"))
-        if names is not None and f.f_code.co_name in names:
-            return False
-        k = _preempt._classify(f)
-        if k == _preempt._DENIED or k == _preempt._RUNTIME:
-            name = f.f_globals.get("__name__") or ""
-            if not (locks_green and name.split(".")[0] in _LOCK_TOPS):
-                return False
-        f = f.f_back
-    return True
+    return _preempt.may_switch(frame, held=held(g), atomic=_GEVENT_ATOMIC,
+                               allow=_LOCK_TOPS if locks_green else frozenset())
 
 
 def _hook(seq: int, frame: Optional[FrameType]) -> None:
@@ -226,7 +244,7 @@ def _hook(seq: int, frame: Optional[FrameType]) -> None:
     if st.hub_if_exists() is None:              # no hub: nothing else can run (rule 2)
         st.mon.decline(seq)
         return
-    if isinstance(g, st.Hub) or not may_switch(
+    if isinstance(g, st.Hub) or not _may_switch(
             g, frame, st.gevent.monkey.is_module_patched("threading")):
         st.ndeferred += 1                       # not acked: sysmon sends it again
         return
@@ -253,23 +271,36 @@ def _hook(seq: int, frame: Optional[FrameType]) -> None:
         raise
 
 
+def _watch_hub_fd(st: _State) -> None:
+    """Publishes the hub's loop's epoll fd once the hub exists (rule 6). Main thread."""
+    hub = st.hub_if_exists()
+    if hub is not None:
+        st.mon.watch_epoll(_gevent_loop.hub_loop_fd(hub))
+        st.fd_known = True
+
+
 def _arm(st: _State) -> None:
     if st.armed:
         return
     hub = st.gevent.get_hub()
     if st.timer is None or st.timer.loop is not hub.loop:
-        st.timer = hub.loop.timer(YIELD)
+        st.timer = _gevent_loop.timer_untracked(hub.loop, YIELD)
     st.armed = True
     st.timer.start(_release, st)
 
 
 def _release(st: _State) -> None:
     """The releasing timer: resumes the oldest preempted greenlet, one per loop iteration
-    (re-armed here, it fires in the next one). In the hub."""
+    (re-armed here, it fires in the next one). In the hub.
+
+    The resume is a loop callback, not a switch from here: libev runs the watchers that fell
+    due together last-fed first, so a switch from here ran the greenlet before the heartbeat
+    whose timer fell due with this one, and the heartbeat waited a whole slice (rule 6). As a
+    callback it runs once every watcher of this round has run."""
     st.armed = False
     if not st.queue:
         return
     w = st.queue.popleft()
     if st.queue:
         _arm(st)
-    w.switch(None)
+    st.gevent.get_hub().loop.run_callback(w.switch, None)

@@ -23,7 +23,6 @@ replaces the handler, the hook stops running: ``check()`` reports it.
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
@@ -32,10 +31,9 @@ from typing import Any, Deque, List, Optional
 
 from .. import _corelib
 from . import _asynchook, _park, _preempt, _signals
-from ._rules import IO_SLICE_NS
 from ._sysmon import NullMonitor
+from ._sysmon_core import SLOT, MonitorCore
 
-SLOT = signal.SIGRTMAX
 _LAT_KEEP = 4096
 _STUCK_KEEP = 20
 
@@ -45,34 +43,24 @@ class CoreMonitor(NullMonitor):
 
     def __init__(self, sched: Any) -> None:
         self.sched = sched
-        ffi, lib = _corelib.core()
-        self._lib = lib
-        self.sh = lib.pe_sysmon_shared()
-        self.active = False
-        self._old: Any = None
-        self._published = 2**63 - 1
+        self.core = MonitorCore("preempt.run()")    # the one lifecycle (_sysmon_core.py)
+        self._lib = self.core.lib
+        self.sh = self.core.sh
         self.latencies_us: Deque[float] = deque(maxlen=_LAT_KEEP)   # request -> hook (µs)
         self.stuck: List[dict] = []           # requests answered after stuck_us (invariant 7)
         self.stuck_us = 50_000.0
-        ffi = _corelib.core()[0]
-        self._tick = memoryview(ffi.buffer(ffi.addressof(self.sh, "schedtick"), 8)).cast("Q")
+        self._tick = self.core.tick_view
         self.tick_view = self._tick  # the scheduler stores its switch count here (_park.py)
 
+    @property
+    def active(self) -> bool:
+        return self.core.active
+
     def start(self, slice_seconds: float) -> None:
-        from .. import threads
-
         self.stuck_us = max(50_000.0, 5 * slice_seconds * 1e6)
-
-        self._old = _signals.take_over(SLOT, self._on_slot)
-        m = threads.current()
-        self.m_slot, self.m_gen = m._slot, m._gen
-        rc = self._lib.pe_sysmon_start(SLOT, max(1, int(slice_seconds * 1e9)), IO_SLICE_NS,
-                                        m._slot, m._gen)
-        if rc != self._lib.PE_OK:
-            _signals.give_back(SLOT, self._old)
-            raise RuntimeError(f"preempt: could not start sysmon (core error {rc})")
+        self.core.start(self._on_slot, slice_seconds)
+        self.m_slot, self.m_gen = self.core.m._slot, self.core.m._gen   # for _asynchook.py
         self.sh.running = 1
-        self.active = True
         self.watch_work()
         if _corelib.unavailable_reason() is None:
             _asynchook.install()
@@ -80,38 +68,35 @@ class CoreMonitor(NullMonitor):
     def stop(self) -> None:
         if not self.active:
             return
-        self.active = False
-        self.sh.running = 0
-        self._lib.pe_sysmon_stop()
+        self.core.stop()
         _asynchook.uninstall()
-        _signals.give_back(SLOT, self._old)
 
     def after_fork_child(self, m_survived: bool) -> None:
         """fork() child: sysmon does not exist here (``pe_sysmon_atfork_child`` forgot it).
 
         ``m_survived``: the M forked and the runtime goes on (``_fork.py`` rule 1): start a new
-        sysmon for the same M. Its registry slot and generation survive the fork (pe_thread.c
-        keeps the forking thread's slot and gives it its new tid), so ``start()`` finds the same
-        handle; it also re-reads the poller's new epoll fd. The restarted sysmon numbers
-        requests from 1 again (its shared words are reset), so the scheduler's ``consumed_seq``
-        is reset with it, and the earliest timer is published anew. Else (rule 4) the M does not
-        exist here: put back the SLOT handler and the async hook, touch nothing of the parent's.
+        sysmon for the same M (``_sysmon_core.py`` rule 4). Its registry slot and generation
+        survive the fork (pe_thread.c keeps the forking thread's slot and gives it its new tid);
+        the poller's new epoll fd is published again. The restarted sysmon numbers requests from
+        1 again (its shared words are reset), so the scheduler's ``consumed_seq`` is reset with
+        it, and the earliest timer is published anew. Else (rule 4) the M does not exist here:
+        put back the SLOT handler and the async hook, touch nothing of the parent's.
         Child after fork, on the forking thread, GIL held, before any goroutine runs; the
         poller has already been renewed.
         """
         if not self.active:
             return
-        self.active = False
         if not m_survived:
-            self.sh.running = 0
+            self.core.stop_in_child()
             _asynchook.uninstall()
-            _signals.give_back(SLOT, self._old)
             return
-        before_run = self._old          # start() saves the handler it replaces: ours, here
-        self.start(self.sched.slice)
-        self._old = before_run
+        rc = self.core.restart()
+        if rc != self._lib.PE_OK:
+            raise RuntimeError(f"preempt: could not restart sysmon in the fork child (core "
+                               f"error {rc})")
+        self.sh.running = 1
+        self.watch_work()
         self.sched.consumed_seq = 0
-        self._published = 2**63 - 1
         t = self.sched.timers
         self.set_next_deadline(t[0][0] if t else None)
 
@@ -135,18 +120,9 @@ class CoreMonitor(NullMonitor):
         if rc != lib.PE_OK:   # not a slot: sysmon keeps making a request at every slice
             lib.pe_sysmon_watch_work(ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, -1, ffi.NULL)
 
-    def _kick(self) -> None:
-        """Wakes sysmon, keeping the M's errno: a goroutine (or a signal handler interrupting
-        one) is on its way here, and cffi puts its saved copy into errno around every call
-        (``_errno.py``). M."""
-        p = _park._errno_p
-        e = p[0]
-        self._lib.pe_sysmon_kick()
-        p[0] = e
-
     def want_hub(self) -> None:
         self.sh.want_hub = 1
-        self._kick()
+        self.core.kick()
 
     def hub_done(self) -> None:
         self.sh.want_hub = 0
@@ -155,26 +131,11 @@ class CoreMonitor(NullMonitor):
         self.sh.running = 0
 
     def on_wake(self) -> None:
-        self.sh.running = 1
+        self.core.set_running()
 
     def set_next_deadline(self, t: Optional[float]) -> None:
-        """Publishes the earliest timer deadline (``time.monotonic()`` seconds; None: none). M.
-
-        What it stores is clamped to the word's range, [0, 2**63-1] ns, as a second line behind
-        the validation of every timeout (``_timeouts.py``): NaN, inf or a deadline past the range
-        means "no deadline" (INT64_MAX), a negative one 0 (due now). An unclamped value used to
-        overflow the int64 store on every round of the hub and freeze the runtime.
-        """
-        if t is None or not t < 9223372036.0:    # None, NaN, inf, past 2**63 ns
-            ns = 2**63 - 1
-        elif t > 0.0:
-            ns = int(t * 1e9)
-        else:
-            ns = 0
-        self.sh.next_deadline_ns = ns
-        if ns < self._published:
-            self._kick()
-        self._published = ns
+        """Publishes the earliest timer deadline (``_sysmon_core.MonitorCore``). M."""
+        self.core.set_next_deadline(t)
 
     def req_seq(self) -> int:
         sh = self.sh

@@ -34,7 +34,9 @@ Rules (tests and callers refer to them by number):
    hour); NaN, negative, inf or a value above the cap is a ValueError — a slice of hours is a
    unit mistake, and inf would be a second, ambiguous spelling of "off". ``PREEMPT_SLICE_MS``
    follows the same rules in milliseconds; a bad value there raises PreemptError naming the
-   variable (it is configuration, not an argument).
+   variable (it is configuration, not an argument). The bridges' intervals
+   (``preempt.gevent.enable(slice=, report_after=)``, ``preempt.aio.run(slice=)``) follow it
+   too, except that 0 is refused there: they have no "off" (:func:`check_interval`).
 6. The common case stays inline at the call site, where it costs one or two cheap checks and no
    call: ``timeout is None``, or a ``float`` already in range (``type(t) is float`` and one
    chained comparison, which a NaN fails). Everything else calls in here, where an ``int`` in
@@ -60,7 +62,7 @@ from typing import Any, Optional
 from .._errors import PreemptError
 
 __all__ = ["TIMEOUT_MAX", "SLICE_MAX", "check_timeout", "check_seconds", "check_slice",
-           "slice_from_env"]
+           "check_interval", "slice_from_env"]
 
 TIMEOUT_MAX: float = float(2**31)
 """Seconds (about 68 years). A timeout or sleep above this, or ``math.inf``, means for ever."""
@@ -145,10 +147,31 @@ def check_slice(value: Any, what: str = "preempt.run()", arg: str = "slice") -> 
         TypeError: ``value`` is not a real number, or is a bool.
         ValueError: ``value`` is NaN, negative, infinite or above :data:`SLICE_MAX`.
     """
-    x = _to_seconds(value, what, arg, f"{_NUMBER}, or None for the default")
-    if x > SLICE_MAX:
-        raise ValueError(f"{what}: {arg} must be finite and at most {SLICE_MAX:g} s "
-                         f"(0 turns preemption off), got {value!r}")
+    return check_interval(value, what, arg, zero_means="0 turns preemption off")
+
+
+def check_interval(value: Any, what: str, arg: str, zero_means: Optional[str] = None) -> float:
+    """Validates an interval in seconds: a slice, a report threshold (rules 1, 2 and 5).
+
+    Args:
+        zero_means: What 0 means for this argument (then 0 is accepted), or None: 0 is refused.
+
+    Returns:
+        A float of seconds in ``(0, SLICE_MAX]`` (``[0, SLICE_MAX]`` with ``zero_means``).
+
+    Raises:
+        TypeError: ``value`` is not a real number, or is a bool.
+        ValueError: ``value`` is NaN, negative, infinite, above :data:`SLICE_MAX`, or 0
+        without ``zero_means``.
+    """
+    expected = f"{_NUMBER}, or None for the default" if zero_means else _NUMBER
+    x = _to_seconds(value, what, arg, expected)
+    if x > SLICE_MAX or (x == 0.0 and zero_means is None):
+        if zero_means:
+            rule = f"finite and at most {SLICE_MAX:g} s ({zero_means})"
+        else:
+            rule = f"a finite number of seconds > 0 and at most {SLICE_MAX:g} s"
+        raise ValueError(f"{what}: {arg} must be {rule}, got {value!r}")
     return x
 
 

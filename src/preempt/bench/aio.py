@@ -5,7 +5,9 @@ while JOBS CPU-bound sync functions (a pure-Python loop of about JOB_MS each) ru
 
 - ``preempt.aio.run``: on the loop's own thread, preempted every slice (``aio.py``);
 - ``asyncio.to_thread``: in the default thread pool, beside the loop under the GIL;
-- inline: called from a coroutine, as code that forgot to offload does.
+- inline: called from a coroutine, as code that forgot to offload does;
+
+each on asyncio's default loop, and the first and last also on uvloop when it is installed.
 
 Reported: the ticker's lateness p50/p99/max (ms), its ticks during the work, and the work's
 wall time (the cost of keeping the loop free).
@@ -61,7 +63,22 @@ def measure(reps: int = 3) -> Dict[str, Any]:
     res: Dict[str, Any] = {"jobs": JOBS, "job_ms": JOB_MS, "reps": reps, "kinds": {}}
     for kind in ("preempt.aio.run", "asyncio.to_thread", "inline"):
         res["kinds"][kind] = [asyncio.run(_ticked(kind, iters)) for _ in range(reps)]
+    try:
+        import uvloop
+    except ImportError:
+        return res
+    for kind in ("preempt.aio.run", "inline"):
+        res["kinds"][kind + " (uvloop)"] = [_run_uvloop(uvloop, _ticked(kind.split(" ")[0], iters))
+                                            for _ in range(reps)]
     return res
+
+
+def _run_uvloop(uvloop: Any, coro: Any) -> Any:
+    loop = uvloop.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
 
 
 def report(res: Dict[str, Any]) -> str:

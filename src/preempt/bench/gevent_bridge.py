@@ -2,11 +2,14 @@
 
 The README's table for ``preempt.gevent``: a 1 ms heartbeat greenlet (``gevent.sleep(0.001)``
 in a loop) measures how late gevent's loop is while JOBS greenlets compute a pure-Python loop of
-about JOB_MS each (never yielding on their own), without ``monkey.patch_all()``, in three cases:
+about JOB_MS each (never yielding on their own), in these cases (CASES):
 
 - ``gevent alone``: the computing greenlets run to completion in turn; the heartbeat waits;
-- ``enable(slice=0.010)``: ``preempt.gevent.enable()``'s default slice;
-- ``enable(slice=0.002)``: a small slice.
+- ``enable()``: ``preempt.gevent.enable()`` at its defaults (a 10 ms slice; a greenlet is also
+  switched out the moment a hub timer is due or shortly after a watched fd is ready);
+- ``enable(slice=0.002)``: a small slice;
+- the first two again after ``monkey.patch_all()``, and ``enable()`` on libuv
+  (``GEVENT_LOOP=libuv``).
 
 Reported per case: the heartbeat's wake-ups during the work, their lateness p50/p99/max (ms),
 the work's wall time (the price of keeping the loop free) and the preemptions taken
@@ -22,6 +25,7 @@ does less work, which made preempted runs look faster than the unpreempted one.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -34,17 +38,27 @@ from .http._server import work as _work
 JOBS = 4
 JOB_MS = 100.0
 TICK = 0.001
-# (case, slice in seconds or None for gevent alone), in the order printed
-CASES = (("gevent alone", None), ("enable(slice=0.010)", 0.010), ("enable(slice=0.002)", 0.002))
+# (case, slice in seconds, 0 for enable()'s default or None for gevent alone,
+#  monkey.patch_all() first, GEVENT_LOOP or ""), in the order printed
+CASES = (("gevent alone", None, False, ""), ("enable()", 0, False, ""),
+         ("enable(slice=0.002)", 0.002, False, ""),
+         ("gevent alone, patch_all()", None, True, ""), ("enable(), patch_all()", 0, True, ""),
+         ("enable(), libuv", 0, False, "libuv"))
 
 
-def run_case(slice_s: Optional[float], iters: int) -> Dict[str, Any]:
+def run_case(slice_s: Optional[float], iters: int, patch: bool = False) -> Dict[str, Any]:
     """One case in this process: the heartbeat beside JOBS greenlets of ``iters`` rounds each."""
+    if patch:
+        from gevent import monkey
+
+        monkey.patch_all()
     import gevent
 
     import preempt.gevent
 
-    if slice_s is not None:
+    if slice_s == 0:
+        preempt.gevent.enable()
+    elif slice_s is not None:
         preempt.gevent.enable(slice=slice_s)
     ticks: List[tuple] = []               # (started, ended) of each 1 ms sleep
     stop = False
@@ -81,11 +95,15 @@ def measure(reps: int = 3, job_ms: float = JOB_MS) -> Dict[str, Any]:
 
     iters = calibrate(job_ms)
     res: Dict[str, Any] = {"jobs": JOBS, "job_ms": job_ms, "iters": iters, "reps": reps,
-                           "cases": {name: [] for name, _ in CASES}}
+                           "cases": {c[0]: [] for c in CASES}}
     for _ in range(reps):
-        for name, sl in CASES:
+        for name, sl, patch, loop in CASES:
+            env = dict(os.environ)
+            if loop:
+                env["GEVENT_LOOP"] = loop
             p = subprocess.run([sys.executable, "-m", "preempt.bench.gevent_bridge", repr(sl),
-                                str(iters)], capture_output=True, text=True, timeout=300)
+                                str(iters), str(int(patch))], capture_output=True, text=True,
+                               timeout=300, env=env)
             if p.returncode != 0:
                 raise RuntimeError(f"gevent bridge benchmark ({name}) failed:\n{p.stderr[-2000:]}")
             res["cases"][name].append(json.loads(p.stdout.strip().splitlines()[-1]))
@@ -104,7 +122,7 @@ def report(res: Dict[str, Any]) -> str:
                      statistics.median(r["wall_ms"] for r in runs),
                      statistics.median(r["preemptions"] for r in runs)])
     return (table(f"gevent: a 1 ms heartbeat's lateness (ms) beside {res['jobs']} greenlets "
-                  f"computing ~{res['job_ms']:g} ms of pure Python each, no monkey.patch_all()",
+                  f"computing ~{res['job_ms']:g} ms of pure Python each",
                   ["case", "heartbeat ticks", "late p50", "late p99", "late max",
                    "work wall ms", "preemptions"], rows)
             + f"\n  {res['reps']} run(s) per case, each in a fresh interpreter; lateness pooled "
@@ -113,7 +131,8 @@ def report(res: Dict[str, Any]) -> str:
 
 def _child(argv: List[str]) -> int:
     slice_s = None if argv[0] == "None" else float(argv[0])
-    print(json.dumps(run_case(slice_s, int(argv[1]))))
+    patch = len(argv) > 2 and argv[2] == "1"
+    print(json.dumps(run_case(slice_s, int(argv[1]), patch)))
     return 0
 
 
