@@ -1,7 +1,7 @@
 /*
  * pe_async.c — asynchronous preemption of a goroutine in native code (Go's asyncPreempt).
  *
- * The path, end to end (DESIGN.md §4; Go's runtime/preempt.go calls it "asynchronous
+ * The path, end to end (docs/design.md §2; Go's runtime/preempt.go calls it "asynchronous
  * safe-points"):
  *
  *   1. sysmon (pe_sysmon.c) sees that the running goroutine has used its slice while the M runs

@@ -2,7 +2,7 @@
  * pe_cpu.c — what the trampoline must save on this CPU, and whether it may run at all.
  *
  * The trampoline (pe_trampoline_amd64.c) preserves the complete architectural state of the
- * interrupted code (DESIGN.md invariant 4). For the extended state that means XSAVE with the
+ * interrupted code (docs/design.md invariant 4). For the extended state that means XSAVE with the
  * requested-feature bitmap equal to XCR0 — every component the OS enabled — into an area whose
  * size CPUID leaf 0xD subleaf 0 reports in EBX for the current XCR0. A narrower mask (SSE|AVX
  * only) was tried in the prototype and corrupted zmm16-31 and the opmask registers on AVX-512

@@ -2,7 +2,7 @@
  * pe_python.c — the two facts the core needs from the interpreter, isolated here so that Python.h
  * (which must come before any system header) is included by this file and pe_pyoffsets.c only.
  *
- * "Does this thread hold the GIL?" is asked from the signal handler (DESIGN.md invariant 3: a
+ * "Does this thread hold the GIL?" is asked from the signal handler (docs/design.md invariant 3: a
  * thread that holds the GIL is running the interpreter or code that relies on it, never an async
  * safe-point). CPython keeps the attached thread state in a place readable without locks:
  *   3.10-3.11  _PyRuntime.gilstate.tstate_current, an atomic pointer, set to the holder's tstate

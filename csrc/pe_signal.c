@@ -14,7 +14,7 @@
  * the user's handler. Non-real-time signals do not queue: if a user's SIGURG is pending when ours
  * is sent, ours is merged into it and the requester's retry covers it.
  *
- * The handler preempts only when all of these hold (DESIGN.md invariant 3, Go's
+ * The handler preempts only when all of these hold (docs/design.md invariant 3, Go's
  * wantAsyncPreempt + isAsyncSafePoint); otherwise it does nothing and the requester retries:
  *   1. the signal is ours (pe_is_our_signal) and a request is pending for this thread, which is
  *      a registered thread (found by tid: no thread-local storage here);

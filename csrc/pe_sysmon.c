@@ -4,7 +4,7 @@
  * sysmon is a pthread that never takes the GIL and never runs Python. It reads plain shared
  * memory that the M writes (pe_sysmon_shared_t: a switch counter, whether a goroutine is running,
  * the earliest timer deadline, the number of the last request the hook took) and decides when
- * the running goroutine must give up the CPU (DESIGN.md §2, §4):
+ * the running goroutine must give up the CPU (docs/design.md §2, §4):
  *
  *   1. slice: the M's switch counter (schedtick) has not moved for a whole slice — as in Go's
  *      retake, sysmon notes when it first saw each schedtick value, so a goroutine runs between
@@ -13,7 +13,12 @@
  *      not do this): the goroutine is preempted at once so the sleeper wakes on time. To keep
  *      many timers from becoming a preemption storm, timer-driven requests are at least
  *      PE_TIMER_QUANTUM_NS apart: deadlines closer than that are coalesced into one switch to
- *      the hub, which runs every timer that is due.
+ *      the hub, which runs every timer that is due;
+ *   3. I/O: once the goroutine has run for an I/O slice (0.5 ms), an fd is ready in the
+ *      poller's epoll (a poll(), never epoll_wait, which would take edge-triggered events from
+ *      the hub) or an I/O-woken goroutine waits at the head of the run queue (_netpoll.py
+ *      invariant 6); a bridge publishes its event loop's epoll fd the same way
+ *      (pe_sysmon_watch_epoll).
  *
  * A request is numbered (req_seq) and made by tripping SLOT, a signal number used only as a slot
  * in CPython's handler table: PyErr_SetInterruptEx(SLOT) marks it pending; on 3.10-3.12 sysmon
@@ -26,8 +31,9 @@
  * poke can race with the M recomputing its breaker); after PE_GRACE_NS (200 us) the M is presumably in
  * native code or a blocking call, where no bytecode check happens, and sysmon sends it SIGURG:
  * the handler, running on the M — which *can* handle signals — trips SLOT itself, and the signal
- * interrupts blocking calls that CPython retries after running handlers (time.sleep,
- * Lock.acquire). Those signals back off exponentially (to PE_SIGNAL_BACKOFF_MAX_NS) so that C
+ * interrupts blocking calls that CPython retries after running handlers (time.sleep, select;
+ * not a futex wait such as Lock.acquire: the handler is SA_RESTART, and the kernel restarts
+ * it). Those signals back off exponentially (to PE_SIGNAL_BACKOFF_MAX_NS) so that C
  * code that does not retry on EINTR still finishes. A switch on the M (schedtick moved) answers
  * any outstanding request.
  *

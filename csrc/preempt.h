@@ -173,7 +173,7 @@ void pe_sysmon_set_running(int running);
  * length), the scheduler's runnext slot (sched + the offset its member descriptor gives; none is
  * the object that means empty), the poller's epoll fd (-1: none) and the count of I/O-woken Gs
  * queued at the run queue's head (the scheduler's iofront word; NULL: none). While these are
- * set, a slice ends without a request when nothing else could run (DESIGN.md §4), and a G that
+ * set, a slice ends without a request when nothing else could run (docs/design.md §4), and a G that
  * has run an I/O slice is preempted when an fd is ready or an I/O-woken G waits. All NULL:
  * forget them. The objects must outlive sysmon or the next call. M thread, GIL held. PE_OK or
  * PE_INVALID. */

@@ -1,4 +1,4 @@
-"""Register integrity across real suspensions (DESIGN.md invariant 4), in child processes.
+"""Register integrity across real suspensions (docs/design.md invariant 4), in child processes.
 
 Each scenario runs a kernel that keeps live values in every register of a class on a registered
 worker thread, suspends and resumes it thousands of times from the main thread, and compares

@@ -1,4 +1,4 @@
-"""DESIGN.md invariant 3: a thread is parked only at an async safe-point; elsewhere suspend()
+"""docs/design.md invariant 3: a thread is parked only at an async safe-point; elsewhere suspend()
 times out and the thread carries on unharmed. Child processes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Signals beside ours (DESIGN.md invariant 5): chaining, SIGINT, no EINTR elsewhere, fork."""
+"""Signals beside ours (docs/design.md invariant 5): chaining, SIGINT, no EINTR elsewhere, fork."""
 
 from __future__ import annotations
 

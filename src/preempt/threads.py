@@ -5,7 +5,7 @@ registered thread that is running native code inside a registered preemptible re
 :func:`preempt.preemptible`) can be *really* suspended — stopped mid-instruction-stream, its
 complete register file saved by the trampoline — inspected, and resumed, bit-exact.
 
-A thread is parked only at an asynchronous safe-point (DESIGN.md invariant 3): inside a
+A thread is parked only at an asynchronous safe-point (docs/design.md invariant 3): inside a
 registered region, not holding the GIL, with enough stack. A thread running Python code, blocked
 in libc (read, nanosleep) or running unregistered native code is never touched: ``suspend()``
 retries with exponential back-off and returns False at its timeout, and the thread carries on

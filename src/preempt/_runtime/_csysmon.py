@@ -30,7 +30,7 @@ from collections import deque
 from typing import Any, Deque, List, Optional
 
 from .. import _corelib
-from . import _asynchook, _park, _preempt, _signals
+from . import _asynchook, _preempt, _signals
 from ._sysmon import NullMonitor
 from ._sysmon_core import SLOT, MonitorCore
 

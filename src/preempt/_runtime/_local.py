@@ -1,7 +1,7 @@
 """G-local storage: ``preempt.local``, the goroutine counterpart of ``threading.local``.
 
 All goroutines share one OS thread, so ``threading.local`` gives every goroutine the same
-namespace (DESIGN.md §2.2). A :class:`local` keeps one namespace per goroutine instead, in a
+namespace (docs/design.md §2.2). A :class:`local` keeps one namespace per goroutine instead, in a
 dict on the G (``g.locals``, keyed by the ``local`` object) that dies with the G. Outside a
 goroutine (before or after ``run()``) it falls back to one namespace per OS thread.
 

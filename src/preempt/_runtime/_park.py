@@ -4,7 +4,7 @@ Every blocking operation (channel, select, mutex, sleep, join, fd wait, offload)
 preemption ends in :func:`park` or one of its siblings here (:func:`gosched`,
 :func:`yield_preempted`, :func:`exit_g`); nothing else in preempt switches greenlets, except the
 hub's loop in ``_sched.py`` that switches *into* Gs. trio's ``_traps.py`` is the model: one
-choke point to reason about (DESIGN.md §3, invariant 1).
+choke point to reason about (docs/design.md §3, invariant 1).
 
 Hand-off goes G to G. When a G gives up the CPU, :func:`next_or_hub` — the one statement of
 that rule — picks the next runnable G itself and the G switches straight to its greenlet; the hub

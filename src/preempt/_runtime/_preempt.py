@@ -5,9 +5,9 @@ a timer is due. It numbers the request (``req_seq``) and gets the M to a Python 
 CPython runs a Python-level signal handler that calls :func:`_preempt_hook`. The hook decides
 *whether*: it either yields the G through ``_park.yield_preempted`` (the G goes to the tail of the
 run queue, as runnable) or DEFERS the request. Only a Python-level handler may switch greenlets;
-the C side never does (DESIGN.md §2: the scheduler is not signal-safe).
+the C side never does (docs/design.md §2: the scheduler is not signal-safe).
 
-The hook defers (Go's "not at a safe point"; DESIGN.md §2.2, §3 invariant 2) when:
+The hook defers (Go's "not at a safe point"; docs/design.md §2.2, §3 invariant 2) when:
 
 1. The request is stale: its ``req_seq`` is not newer than ``consumed_seq``. A request is
    consumed (``consumed_seq = req_seq``, then ``monitor.ack(seq)``) when it yields or can never
@@ -64,13 +64,15 @@ How a deferred request is honoured:
 
 - case 4: the G records ``preempt_pending``; leaving the outermost ``no_preempt`` block yields.
 - cases 5, 6 and 7: ``preempt_pending`` is recorded too, and the request stays unconsumed (not
-  acked), so the monitor re-sends it while the G keeps the CPU (the C monitor re-pokes every few
-  hundred µs; the fallback makes a new request at its next tick, one slice later). Choice: a re-check on the next trigger rather
-  than a profile/trace hook on frame exit, which would slow every call of the deny-listed code.
+  acked), so the monitor re-sends it while the G keeps the CPU (the C monitor re-trips it every
+  100 µs, ``PE_REPOKE_NS``; the fallback makes a new request at its next tick, one slice
+  later). Choice: a re-check on the next trigger rather than a profile/trace hook on frame exit,
+  which would slow every call of the deny-listed code.
   A G that parks or yields meanwhile clears the pending flag for free (its slice ends anyway).
 
-The C monitor will drive exactly this: install ``_preempt_hook`` as the Python handler of SLOT
-(it has the ``(signum, frame)`` signature), keep ``req_seq()`` on the monitor object, trip SLOT.
+The C monitor drives exactly this (``_csysmon.py``): ``_preempt_hook`` is the Python handler of
+SLOT (it has the ``(signum, frame)`` signature), ``req_seq()`` is on the monitor object, and
+sysmon trips SLOT.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ add a :class:`Timer` here. The hub runs the expired ones; a G that parks checks 
 (one ``monotonic()`` call) and visits the hub when a timer is due, so timers fire even while Gs
 hand the CPU to each other directly. When the top of the heap changes, the new deadline is
 published to the monitor (``set_next_deadline``): the C monitor preempts a computing G the moment
-a timer is due (DESIGN.md §4, timer-driven preemption); the Python fallback only has its slice.
+a timer is due (docs/design.md §4, timer-driven preemption); the Python fallback only has its slice.
 
 Invariants:
 

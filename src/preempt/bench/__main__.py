@@ -1,6 +1,6 @@
 """``python -m preempt.bench``: preempt's benchmarks, beside asyncio, gevent and threading.
 
-Runs, in order (DESIGN.md §7): ticker lateness under 4 CPU-bound Python tasks; the same under 4
+Runs, in order (docs/design.md §7): ticker lateness under 4 CPU-bound Python tasks; the same under 4
 native tasks (GIL released); preemption latency per path, from the runtime's own timestamps;
 a hog's throughput beside 1,000 sleeping goroutines; the overhead of preemption on the same work
 and the memory of 100,000 parked goroutines; thread suspension latency beside a bare signal;

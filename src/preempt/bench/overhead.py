@@ -1,4 +1,4 @@
-"""Overhead of preemption itself (DESIGN.md §7, benchmark 5), and memory per goroutine.
+"""Overhead of preemption itself (docs/design.md §7, benchmark 5), and memory per goroutine.
 
 overhead: four goroutines share the CPU, each running the same pure-Python loop of ``n / 4``
 rounds, and ``main`` joins them. The same work runs in four configurations, in alternation,

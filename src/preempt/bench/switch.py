@@ -2,7 +2,7 @@
 concurrent prime sieve, and spawn+join, in µs per operation (median of runs), beside Go.
 
 Run: python -m preempt.bench --only switch [--quick|--full], or python benchmarks/bench_pingpong.py
-[--rounds N] [--repeat R]. DESIGN.md §7 item 4. Targets: round trip <= 2 µs, spawn+join <= 5 µs.
+[--rounds N] [--repeat R]. docs/design.md §7 item 4. Targets: round trip <= 2 µs, spawn+join <= 5 µs.
 Preemption is off (slice=0) so that the numbers measure the scheduler, not the monitor.
 
 The programs, each checking its answer:

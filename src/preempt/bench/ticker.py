@@ -1,4 +1,4 @@
-"""Ticker lateness under CPU-bound load (DESIGN.md §7, benchmark 1).
+"""Ticker lateness under CPU-bound load (docs/design.md §7, benchmark 1).
 
 One task sleeps 1 ms in a loop and records how late each wake-up is, while four CPU-bound tasks
 each run a fixed pure-Python loop (``work="python"``), or the same time of native code with the
