@@ -52,5 +52,12 @@ _hot = Extension("preempt._hot", ["csrc/pe_hot.c"], depends=sorted(glob.glob("cs
                  extra_compile_args=["-O2", "-g", "-Wall", "-Wextra", "-std=gnu11"] + _werror + _san,
                  extra_link_args=_san[:1], optional=not _require)
 
-setup(cffi_modules=["csrc/build_ffi.py:ffibuilder", "csrc/build_kernels.py:ffibuilder"] if _native else [],
+# preempt._kernels: the demo native loops that tests and benchmarks register as preemptible
+# (csrc/kernels/). Built only for them (PREEMPT_KERNELS=1, set by scripts/install-fresh): a
+# user's `pip install` gets the runtime alone.
+_cffi = ["csrc/build_ffi.py:ffibuilder"]
+if os.environ.get("PREEMPT_KERNELS"):
+    _cffi.append("csrc/build_kernels.py:ffibuilder")
+
+setup(cffi_modules=_cffi if _native else [],
       ext_modules=[_gstack, _hot] if _native else [])

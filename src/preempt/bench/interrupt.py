@@ -30,7 +30,8 @@ from ._stats import table as _table
 _HEAD = """
 import os, signal, sys, threading, time
 import preempt
-from preempt import _kernels
+from ._kernels_lib import load_kernels
+_kernels = load_kernels()
 lib = _kernels.lib
 def spin_for(sec):
     t = time.perf_counter(); lib.pek_spin(10**7); dt = time.perf_counter() - t

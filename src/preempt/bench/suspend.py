@@ -22,7 +22,8 @@ from .. import _corelib, preemptible, threads
 
 
 def _spinner():
-    from .. import _kernels  # type: ignore[attr-defined]
+    from ._kernels_lib import load_kernels
+    _kernels = load_kernels()
 
     return _kernels
 

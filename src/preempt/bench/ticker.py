@@ -67,7 +67,8 @@ def python_hog_seconds(n: int) -> float:
 
 def _native_iters(seconds: float) -> int:
     """The pek_spin iterations (native code, GIL released) that take ``seconds`` here."""
-    from .. import _kernels  # type: ignore[attr-defined]
+    from ._kernels_lib import load_kernels
+    _kernels = load_kernels()
 
     m = 2_000_000
     return max(1, int(m / _best_time(_kernels.lib.pek_spin, m) * seconds))
@@ -82,7 +83,8 @@ def _work_fn(n: int):
     long (``_HOG_S``, which the parent measured for n Python rounds)."""
     if _WORK == "python":
         return _hog
-    from .. import _kernels  # type: ignore[attr-defined]
+    from ._kernels_lib import load_kernels
+    _kernels = load_kernels()
 
     spin, iters = _kernels.lib.pek_spin, _native_iters(_HOG_S)
     return lambda _n: spin(iters)
@@ -101,7 +103,8 @@ def _run_preempt(n: int, hogs: int, slice_s: float) -> Dict[str, object]:
 
     hog = _work_fn(n)
     if _WORK == "native":
-        from .. import _kernels  # type: ignore[attr-defined]
+        from ._kernels_lib import load_kernels
+        _kernels = load_kernels()
 
         kern = preempt.preemptible(_kernels.lib, reentrant=True)
         iters = _native_iters(_HOG_S)
