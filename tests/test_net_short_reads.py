@@ -365,3 +365,39 @@ print("OK")
 def test_random_reads_and_writes_both_ways_nothing_lost(child, seed):
     out = child(BULK, str(seed), timeout=100)
     assert out.strip().endswith("OK"), out
+
+
+CLOSED_WHILE_DRY = PRELUDE + r"""
+import errno
+go_on = threading.Event()
+
+def script(c):
+    a_ev.wait(30)
+    c.sendall(b"a")
+    c.sendall(b"short")
+    go_on.wait(30)
+
+def main():
+    srv, t, conn = connected(script)
+    read_exactly(conn, b"short")         # marked: the next read waits for an edge first
+    def closer():
+        conn.close()                     # rule 4: the waiter wakes with EBADF
+    preempt.go(closer)                   # runs once main parks in its recv
+    try:
+        conn.recv(100)
+        raise AssertionError("recv returned after its socket was closed")
+    except OSError as e:
+        assert e.errno == errno.EBADF, e
+    go_on.set()
+    t.join()
+    srv.close()
+
+preempt.run(main)
+print(counts)
+print("OK")
+"""
+
+
+def test_a_read_waiting_for_an_edge_wakes_when_its_socket_is_closed(child):
+    out = child(CLOSED_WHILE_DRY, timeout=60)
+    assert out.strip().endswith("OK"), out
